@@ -184,6 +184,8 @@ _REGISTRY: dict[str, TerminationFn] = {
     "HalfCheetah": half_cheetah_termination,
     "Swimmer": swimmer_termination,
     "Reacher": reacher_termination,
+    # Classic control task whose episodes only end by time limit.
+    "Pendulum": never_terminates,
 }
 _WARNED_IDS: set[str | None] = set()
 _LOCK = threading.Lock()

@@ -1,0 +1,408 @@
+"""LOOP: Learning Off-Policy with Online Planning (Sikchi, Zhou & Held, CoRL 2021)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pathlib
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_loop.dynamics import EnsembleTrainingConfig, EnsembleTrainingStats, train_ensemble
+from sb3_loop.loop.policies import LOOPPolicy, MlpPolicy, check_loop_spaces
+from sb3_loop.planning import ARCConfig
+
+SelfLOOP = TypeVar("SelfLOOP", bound="LOOP")
+
+
+class LOOP(SAC):
+    """
+    LOOP: SAC whose actions in the environment come from ARC, a planner over a learned probabilistic
+    dynamics ensemble that scores H-step action sequences by predicted rewards plus the critic's
+    terminal value. The replay buffer, critic and actor updates are SAC's; the ensemble is refit on
+    the whole replay buffer every ``dynamics_train_freq`` steps.
+
+    Paper: https://arxiv.org/abs/2008.10066. Defaults are the paper's online configuration.
+
+    :param policy: The policy model to use (``"MlpPolicy"``).
+    :param env: The environment to learn from (if registered in Gym, can be str).
+    :param learning_rate: Learning rate of actor, critics and entropy coefficient.
+    :param buffer_size: Size of the replay buffer.
+    :param learning_starts: Uniform-random steps before learning and planning start.
+    :param batch_size: Minibatch size of each SAC gradient update.
+    :param tau: Soft update coefficient of the target critics.
+    :param gamma: Discount factor.
+    :param train_freq: Update the actor and critics every ``train_freq`` steps.
+    :param gradient_steps: Gradient steps after each rollout.
+    :param action_noise: Extra noise added to the planned actions (normally ``None``).
+    :param replay_buffer_class: Replay buffer class.
+    :param replay_buffer_kwargs: Keyword arguments of the replay buffer.
+    :param ent_coef: Entropy coefficient (``"auto"``: learned, target entropy ``-|A|``).
+    :param target_update_interval: Target network update interval in gradient steps.
+    :param target_entropy: Target entropy when ``ent_coef="auto"``.
+    :param horizon: Planning horizon H.
+    :param population_size: Sequences sampled per planning iteration N.
+    :param num_particles: Particles per sequence P.
+    :param planning_iterations: Planning iterations per step.
+    :param mixture_coef: Fraction of N added as actor trajectories (ARC's actor regularisation).
+    :param kappa: Temperature of ARC's exponential weighting.
+    :param var_momentum: Momentum ``alpha`` of the plan variance.
+    :param propagation: ``"random_elite"`` (each particle follows one random elite) or ``"paper"``
+        (every elite carries every particle; about 5x slower, see benchmarks/results/planner_speed.md).
+    :param ensemble_size: Dynamics ensemble members.
+    :param num_elites: Members used for planning.
+    :param dynamics_hidden_sizes: Hidden layers of each member.
+    :param dynamics_learning_rate: Adam learning rate of the ensemble.
+    :param dynamics_batch_size: Minibatch size of ensemble training.
+    :param dynamics_train_freq: Refit the ensemble every this many env steps.
+    :param dynamics_max_epochs: Epoch cap per refit (early stopping usually stops first).
+    :param dynamics_holdout_ratio: Fraction of the buffer held out for early stopping and elites.
+    :param termination_fn: Env id or callable ``next_obs -> done``; ``None`` infers it from the env id.
+    :param stats_window_size: Window size for rollout logging.
+    :param tensorboard_log: The log location for tensorboard (if None, no logging).
+    :param policy_kwargs: Additional arguments to the policy on creation.
+    :param verbose: Verbosity level.
+    :param seed: Seed for the pseudo random generators.
+    :param device: Device on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy: LOOPPolicy
+
+    def __init__(
+        self,
+        policy: str | type[LOOPPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 1000,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        ent_coef: str | float = "auto",
+        target_update_interval: int = 1,
+        target_entropy: str | float = "auto",
+        horizon: int = 3,
+        population_size: int = 100,
+        num_particles: int = 4,
+        planning_iterations: int = 5,
+        mixture_coef: float = 0.05,
+        kappa: float = 1.0,
+        var_momentum: float = 0.1,
+        propagation: str = "random_elite",
+        ensemble_size: int = 7,
+        num_elites: int = 5,
+        dynamics_hidden_sizes: Sequence[int] = (200, 200, 200, 200),
+        dynamics_learning_rate: float = 1e-3,
+        dynamics_batch_size: int = 256,
+        dynamics_train_freq: int = 250,
+        dynamics_max_epochs: int | None = 100,
+        dynamics_holdout_ratio: float = 0.2,
+        termination_fn: str | Callable[[th.Tensor], th.Tensor] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        self.arc_kwargs = dict(
+            horizon=horizon,
+            population_size=population_size,
+            num_particles=num_particles,
+            iterations=planning_iterations,
+            mixture_coef=mixture_coef,
+            kappa=kappa,
+            var_momentum=var_momentum,
+            propagation=propagation,
+        )
+        ARCConfig(**self.arc_kwargs)  # validate early, naming the bad parameter
+        self.dynamics_policy_kwargs = dict(
+            ensemble_size=ensemble_size,
+            num_elites=num_elites,
+            dynamics_hidden_sizes=tuple(dynamics_hidden_sizes),
+            dynamics_learning_rate=dynamics_learning_rate,
+        )
+        if ensemble_size < 1 or num_elites < 1 or num_elites > ensemble_size:
+            raise ValueError(
+                f"need 1 <= num_elites <= ensemble_size, got num_elites={num_elites}, ensemble_size={ensemble_size}"
+            )
+        if not isinstance(dynamics_train_freq, int) or dynamics_train_freq < 1:
+            raise ValueError(f"dynamics_train_freq={dynamics_train_freq!r} must be an integer >= 1")
+        self.dynamics_train_freq = dynamics_train_freq
+        self.dynamics_training_config = EnsembleTrainingConfig(
+            batch_size=dynamics_batch_size, max_epochs=dynamics_max_epochs, holdout_ratio=dynamics_holdout_ratio
+        )
+        if replay_buffer_kwargs and replay_buffer_kwargs.get("optimize_memory_usage"):
+            raise ValueError("optimize_memory_usage=True is not supported by LOOP (the ensemble needs next_observations)")
+        self.termination_fn = termination_fn
+        self._last_dynamics_train = 0
+
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            ent_coef=ent_coef,
+            target_update_interval=target_update_interval,
+            target_entropy=target_entropy,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        if self.termination_fn is None:
+            self.termination_fn = self._env_id()
+        if _init_setup_model:
+            self._setup_model()
+
+    @staticmethod
+    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        check_loop_spaces(env.observation_space, env.action_space)
+        return SAC._wrap_env(env, verbose, monitor_wrapper)
+
+    def _env_id(self) -> str | None:
+        """The Gymnasium id of the training env, used to pick the termination function."""
+        if self.env is None:
+            return None
+        try:
+            spec = self.env.get_attr("spec", indices=[0])[0]
+        except (AttributeError, IndexError):
+            return None
+        return getattr(spec, "id", None)
+
+    def _setup_model(self) -> None:
+        user_policy_kwargs = self.policy_kwargs
+        self.policy_kwargs = {**self._planning_policy_kwargs(), **user_policy_kwargs}
+        try:
+            super()._setup_model()
+        finally:
+            self.policy_kwargs = user_policy_kwargs
+        if self.replay_buffer is not None and getattr(self.replay_buffer, "optimize_memory_usage", False):
+            raise ValueError("optimize_memory_usage=True is not supported by LOOP (the ensemble needs next_observations)")
+        self._dynamics_generator = th.Generator().manual_seed(int(self.seed) if self.seed is not None else 0)
+
+    def _planning_policy_kwargs(self) -> dict[str, Any]:
+        """What the policy needs to build the ensemble and the planner."""
+        return dict(arc_kwargs=self.arc_kwargs, termination_fn=self.termination_fn, **self.dynamics_policy_kwargs)
+
+    # --------------------------------------------------------------------------------- acting
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        planning = self.policy.use_planner and self.policy.dynamics.is_trained
+        if self.num_timesteps < learning_starts or not planning:
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+        assert self._last_obs is not None, "self._last_obs was not set"
+        scaled_action = self.policy.explore(self._last_obs)  # type: ignore[arg-type]
+        if action_noise is not None:
+            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
+        return self.policy.unscale_action(scaled_action), scaled_action
+
+    @contextlib.contextmanager
+    def actor_only(self) -> Iterator[LOOP]:
+        """
+        Act with the SAC actor alone inside the block (no planning), e.g. to compare or for speed::
+
+            with model.actor_only():
+                evaluate_policy(model, env)
+        """
+        previous = self.policy.use_planner
+        self.policy.use_planner = False
+        try:
+            yield self
+        finally:
+            self.policy.use_planner = previous
+
+    # ------------------------------------------------------------------------------- training
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        if np.any(dones):
+            self.policy.rollout_planner.reset(dones)
+
+    def _on_step(self) -> None:
+        super()._on_step()
+        if self._dynamics_update_due():
+            self.train_dynamics()
+
+    def _dynamics_update_due(self) -> bool:
+        if self.num_timesteps < self.learning_starts or self.replay_buffer is None or self.replay_buffer.size() < 2:
+            return False
+        if not self.policy.dynamics.is_trained:
+            return True
+        return self.num_timesteps - self._last_dynamics_train >= self.dynamics_train_freq
+
+    def train_dynamics(self) -> EnsembleTrainingStats:
+        """Refit the dynamics ensemble on the whole replay buffer and log its statistics."""
+        assert self.replay_buffer is not None
+        obs, actions, rewards, next_obs = self._replay_transitions()
+        dynamics = self.policy.dynamics
+        dynamics.train()
+        stats = train_ensemble(
+            dynamics,
+            dynamics.optimizer,
+            obs,
+            actions,
+            rewards,
+            next_obs,
+            cost=self._replay_costs(),
+            config=self.dynamics_training_config,
+            generator=self._dynamics_generator,
+        )
+        dynamics.eval()
+        self._last_dynamics_train = self.num_timesteps
+        elites = dynamics.num_elites
+        self.logger.record("dynamics/holdout_mse", float(np.mean(stats.holdout_mse[:elites])))
+        self.logger.record("dynamics/epochs", stats.epochs)
+        self.logger.record("dynamics/train_seconds", stats.seconds)
+        self.logger.record("dynamics/train_loss", stats.train_loss)
+        self.logger.record("dynamics/num_samples", stats.num_samples)
+        return stats
+
+    def _replay_transitions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """All stored (obs, scaled action, reward, next_obs), flattened over envs."""
+        buffer = self.replay_buffer
+        assert buffer is not None
+        upper = buffer.buffer_size if buffer.full else buffer.pos
+        obs_dim = int(np.prod(self.observation_space.shape))
+
+        def flat(array: np.ndarray, width: int | None) -> np.ndarray:
+            array = np.asarray(array[:upper], dtype=np.float32)
+            return array.reshape(-1, width) if width is not None else array.reshape(-1)
+
+        return (
+            flat(buffer.observations, obs_dim),
+            flat(buffer.actions, buffer.action_dim),
+            flat(buffer.rewards, None),
+            flat(buffer.next_observations, obs_dim),
+        )
+
+    def _replay_costs(self) -> np.ndarray | None:
+        """Constraint costs for the ensemble's extra target (none for LOOP)."""
+        return None
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, Any]:
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if self._vec_normalize_env is not None:
+            raise ValueError(
+                "LOOP does not support VecNormalize: its dynamics ensemble standardises inputs itself and must "
+                "see the same observations and rewards as the critic. Remove the VecNormalize wrapper."
+            )
+        if reset_num_timesteps:
+            self._last_dynamics_train = 0
+            self.policy.rollout_planner.reset()
+        return result
+
+    def dump_logs(self) -> None:
+        ms_per_action = self.policy.pop_planning_time()
+        if ms_per_action is not None:
+            self.logger.record("planner/ms_per_action", ms_per_action)
+        self.logger.record("planner/fallbacks", self.policy.num_fallbacks)
+        super().dump_logs()
+
+    def learn(
+        self: SelfLOOP,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "LOOP",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfLOOP:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    # ---------------------------------------------------------------------------- save / load
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_dynamics_generator"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, variables = super()._get_torch_save_params()
+        return [*state_dicts, "policy.dynamics.optimizer"], variables
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfLOOP],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfLOOP:
+        """As ``SAC.load``, but first checks that the file holds a model of this class."""
+        cls._check_saved_class(path, custom_objects)
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+
+    @classmethod
+    def _check_saved_class(cls, path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None) -> None:
+        if isinstance(path, (str, pathlib.Path)):
+            candidate = pathlib.Path(path)
+            if not candidate.exists() and candidate.with_suffix(".zip").exists():
+                candidate = candidate.with_suffix(".zip")
+            if not candidate.exists():
+                raise FileNotFoundError(f"no saved model at {str(path)!r}")
+            if not zipfile.is_zipfile(candidate):
+                raise ValueError(f"{str(path)!r} is not a Stable-Baselines3 model file (not a zip archive)")
+        data, _, _ = load_from_zip_file(path, load_data=True, custom_objects=custom_objects, device="cpu")
+        if isinstance(path, io.BufferedIOBase):
+            path.seek(0)
+        policy_class = (data or {}).get("policy_class")
+        if not (isinstance(policy_class, type) and issubclass(policy_class, LOOPPolicy)):
+            name = getattr(policy_class, "__name__", repr(policy_class))
+            raise ValueError(
+                f"{str(path)!r} does not hold a {cls.__name__} model (its policy class is {name}); "
+                f"load it with the algorithm that saved it."
+            )
