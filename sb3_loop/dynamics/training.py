@@ -181,6 +181,7 @@ def _prepare_data(
     reward_t = as_tensor("reward", reward, None)
     cost_t = None if cost is None else as_tensor("cost", cost, model.num_extra_targets)
     lengths = {"obs": len(obs_t), "action": len(action_t), "reward": len(reward_t), "next_obs": len(next_obs_t)}
+    lengths.update({} if cost_t is None else {"cost": len(cost_t)})
     if len(set(lengths.values())) != 1:
         raise ValueError(f"transition arrays differ in length: {lengths}")
     inputs = torch.cat((obs_t, action_t), dim=-1)

@@ -25,6 +25,27 @@ from sb3_loop.planning import ARCConfig
 
 SelfLOOP = TypeVar("SelfLOOP", bound="LOOP")
 
+#: Config fields whose validation messages must name LOOP's constructor argument instead.
+_LOOP_PARAMETER_NAMES = {
+    "iterations": "planning_iterations",
+    "batch_size": "dynamics_batch_size",
+    "max_epochs": "dynamics_max_epochs",
+    "holdout_ratio": "dynamics_holdout_ratio",
+}
+
+
+@contextlib.contextmanager
+def _named_as_loop_parameters() -> Iterator[None]:
+    """Re-raise a config's ``ValueError("field=... ")`` as naming the matching ``LOOP`` argument."""
+    try:
+        yield
+    except ValueError as error:
+        message = str(error)
+        field = message.split("=", 1)[0]
+        if field in _LOOP_PARAMETER_NAMES:
+            raise ValueError(_LOOP_PARAMETER_NAMES[field] + message[len(field) :]) from error
+        raise
+
 
 class LOOP(SAC):
     """
@@ -134,7 +155,8 @@ class LOOP(SAC):
             var_momentum=var_momentum,
             propagation=propagation,
         )
-        ARCConfig(**self.arc_kwargs)  # validate early, naming the bad parameter
+        with _named_as_loop_parameters():
+            ARCConfig(**self.arc_kwargs)  # validate early, naming the bad parameter
         self.dynamics_policy_kwargs = dict(
             ensemble_size=ensemble_size,
             num_elites=num_elites,
@@ -145,12 +167,17 @@ class LOOP(SAC):
             raise ValueError(
                 f"need 1 <= num_elites <= ensemble_size, got num_elites={num_elites}, ensemble_size={ensemble_size}"
             )
+        if len(dynamics_hidden_sizes) == 0 or any(int(width) < 1 for width in dynamics_hidden_sizes):
+            raise ValueError(
+                f"dynamics_hidden_sizes={tuple(dynamics_hidden_sizes)} must be a non-empty list of positive widths"
+            )
         if not isinstance(dynamics_train_freq, int) or dynamics_train_freq < 1:
             raise ValueError(f"dynamics_train_freq={dynamics_train_freq!r} must be an integer >= 1")
         self.dynamics_train_freq = dynamics_train_freq
-        self.dynamics_training_config = EnsembleTrainingConfig(
-            batch_size=dynamics_batch_size, max_epochs=dynamics_max_epochs, holdout_ratio=dynamics_holdout_ratio
-        )
+        with _named_as_loop_parameters():
+            self.dynamics_training_config = EnsembleTrainingConfig(
+                batch_size=dynamics_batch_size, max_epochs=dynamics_max_epochs, holdout_ratio=dynamics_holdout_ratio
+            )
         if replay_buffer_kwargs and replay_buffer_kwargs.get("optimize_memory_usage"):
             raise ValueError("optimize_memory_usage=True is not supported by LOOP (the ensemble needs next_observations)")
         self.termination_fn = termination_fn

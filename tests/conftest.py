@@ -1,0 +1,22 @@
+"""Shared pytest setup: make ``tests/`` importable (``from analytic import ...``) and use one thread."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+_TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_torch_thread():
+    """The test machine has 2 shared cores: keep torch on one thread."""
+    torch.set_num_threads(1)
+    yield

@@ -1,0 +1,196 @@
+"""Saving and loading LOOP: the ensemble, its optimiser, the planner settings and the replay buffer."""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from loop_helpers import tiny_kwargs
+from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_loop import LOOP
+
+torch.set_num_threads(1)
+
+ENV_ID = "Pendulum-v1"
+PLANNING_KWARGS = dict(horizon=4, population_size=12, num_particles=3, planning_iterations=3, kappa=0.5, mixture_coef=0.25)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A model trained for 250 steps (ensemble fitted twice), saved with its replay buffer."""
+    folder = tmp_path_factory.mktemp("saved")
+    model = LOOP(
+        "MlpPolicy", make_vec_env(ENV_ID, n_envs=1, seed=0), seed=0, **tiny_kwargs(**PLANNING_KWARGS)
+    )
+    model.learn(250)
+    model.save(folder / "loop.zip")
+    model.save_replay_buffer(folder / "buffer.pkl")
+    return model, folder
+
+
+def assert_same_tensors(first, second) -> None:
+    """Recursively compare (nested) dicts / lists of tensors and plain values."""
+    if isinstance(first, dict):
+        assert first.keys() == second.keys()
+        for key in first:
+            assert_same_tensors(first[key], second[key])
+    elif isinstance(first, (list, tuple)):
+        assert len(first) == len(second)
+        for a, b in zip(first, second):
+            assert_same_tensors(a, b)
+    elif isinstance(first, torch.Tensor):
+        assert torch.equal(first.cpu(), second.cpu())
+    else:
+        assert first == second
+
+
+def plan_action(model: LOOP, obs: np.ndarray, seed: int = 3) -> np.ndarray:
+    model.policy.planner.reset()
+    torch.manual_seed(seed)
+    action, _ = model.predict(obs, deterministic=True)
+    return action
+
+
+def test_zip_contents(saved):
+    _, folder = saved
+    with zipfile.ZipFile(folder / "loop.zip") as archive:
+        names = set(archive.namelist())
+    assert {"data", "policy.pth", "policy.dynamics.optimizer.pth", "actor.optimizer.pth"} <= names
+
+
+def test_ensemble_survives(saved):
+    model, folder = saved
+    loaded = LOOP.load(folder / "loop.zip")
+    dynamics, loaded_dynamics = model.policy.dynamics, loaded.policy.dynamics
+    assert loaded_dynamics.is_trained
+    assert int(loaded_dynamics.num_trainings) == int(dynamics.num_trainings) == 2
+    assert_same_tensors(dynamics.state_dict(), loaded_dynamics.state_dict())
+    # Not the defaults: normaliser statistics and holdout errors were fitted and carried over.
+    assert not torch.all(loaded_dynamics.input_mean == 0)
+    assert not torch.all(loaded_dynamics.target_std == 1)
+    assert torch.isfinite(loaded_dynamics.holdout_mse).all()
+    assert torch.all(loaded_dynamics.holdout_mse[:-1] <= loaded_dynamics.holdout_mse[1:])  # elites first
+    assert loaded_dynamics.num_elites == dynamics.num_elites == 2
+    assert loaded_dynamics.hidden_sizes == (16, 16)
+
+
+def test_dynamics_optimizer_survives(saved):
+    model, folder = saved
+    loaded = LOOP.load(folder / "loop.zip")
+    state = model.policy.dynamics.optimizer.state_dict()
+    assert len(state["state"]) > 0  # Adam moments exist after training
+    assert_same_tensors(state, loaded.policy.dynamics.optimizer.state_dict())
+    # The loaded optimiser drives the loaded ensemble's parameters, not stale copies.
+    loaded_params = {id(p) for p in loaded.policy.dynamics.parameters()}
+    optimizer_params = {id(p) for group in loaded.policy.dynamics.optimizer.param_groups for p in group["params"]}
+    assert optimizer_params == loaded_params
+
+
+def test_hyperparameters_survive(saved):
+    model, folder = saved
+    loaded = LOOP.load(folder / "loop.zip")
+    assert loaded.policy.arc_config == model.policy.arc_config
+    assert loaded.policy.rollout_planner.config == model.policy.arc_config
+    config = dataclasses.asdict(loaded.policy.arc_config)
+    assert {key: config[key] for key in ("horizon", "population_size", "num_particles", "kappa", "mixture_coef")} == {
+        key: PLANNING_KWARGS[key] for key in ("horizon", "population_size", "num_particles", "kappa", "mixture_coef")
+    }
+    assert config["iterations"] == PLANNING_KWARGS["planning_iterations"]
+    assert loaded.dynamics_train_freq == model.dynamics_train_freq == 100
+    assert loaded.dynamics_training_config == model.dynamics_training_config
+    assert loaded.termination_fn == ENV_ID
+    assert loaded.policy.dynamics_learning_rate == model.policy.dynamics_learning_rate
+
+
+def test_loaded_predict_matches(saved):
+    model, folder = saved
+    loaded = LOOP.load(folder / "loop.zip")
+    obs = np.array([0.3, -0.9, 0.5], dtype=np.float32)
+    for seed in (0, 1):
+        np.testing.assert_array_equal(plan_action(model, obs, seed), plan_action(loaded, obs, seed))
+    # Stochastic planning too, with the same seed.
+    model.policy.planner.reset()
+    loaded.policy.planner.reset()
+    torch.manual_seed(7)
+    action = model.predict(obs, deterministic=False)[0]
+    torch.manual_seed(7)
+    np.testing.assert_array_equal(action, loaded.predict(obs, deterministic=False)[0])
+
+
+def test_load_without_zip_suffix(saved):
+    _, folder = saved
+    loaded = LOOP.load(folder / "loop")
+    assert loaded.policy.dynamics.is_trained
+
+
+def test_replay_buffer_then_continue_learning(saved):
+    model, folder = saved
+    loaded = LOOP.load(folder / "loop.zip", env=make_vec_env(ENV_ID, n_envs=1, seed=1))
+    loaded.load_replay_buffer(folder / "buffer.pkl")
+    assert loaded.replay_buffer.size() == model.replay_buffer.size() == 250
+    np.testing.assert_array_equal(loaded.replay_buffer.observations, model.replay_buffer.observations)
+    trainings = int(loaded.policy.dynamics.num_trainings)
+    weights = loaded.policy.dynamics.output_layer.weight.clone()
+
+    loaded.learn(60, reset_num_timesteps=False)
+
+    assert loaded.num_timesteps == 310
+    assert loaded.replay_buffer.size() == 310
+    # The schedule carries over: last fit at 200 before saving, so the next one is at 300.
+    assert loaded._last_dynamics_train == 300
+    assert int(loaded.policy.dynamics.num_trainings) == trainings + 1
+    assert not torch.equal(weights, loaded.policy.dynamics.output_layer.weight)
+
+
+def test_set_env(saved):
+    _, folder = saved
+    loaded = LOOP.load(folder / "loop.zip")
+    assert loaded.get_env() is None
+    loaded.set_env(make_vec_env(ENV_ID, n_envs=1, seed=2))
+    loaded.learn(20, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 270
+
+
+def test_set_env_other_spaces_raises(saved):
+    _, folder = saved
+    loaded = LOOP.load(folder / "loop.zip")
+    with pytest.raises(ValueError):
+        loaded.set_env(make_vec_env("InvertedPendulum-v5", n_envs=1))
+
+
+def test_load_sac_model_raises(tmp_path):
+    sac = SAC("MlpPolicy", ENV_ID, learning_starts=10, policy_kwargs=dict(net_arch=[8]))
+    sac.save(tmp_path / "sac.zip")
+    with pytest.raises(ValueError, match=r"LOOP.*SACPolicy"):
+        LOOP.load(tmp_path / "sac.zip")
+
+
+def test_load_non_zip_raises(tmp_path):
+    path = tmp_path / "model.zip"
+    path.write_text("not a zip archive")
+    with pytest.raises(ValueError, match="not a zip"):
+        LOOP.load(path)
+
+
+def test_load_missing_raises(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        LOOP.load(tmp_path / "missing.zip")
+    with pytest.raises(FileNotFoundError):
+        LOOP.load(str(tmp_path / "missing"))
+
+
+def test_save_before_learning_roundtrip(tmp_path):
+    """An untrained model saves and loads, and still acts with its actor."""
+    model = LOOP("MlpPolicy", ENV_ID, seed=0, **tiny_kwargs())
+    model.save(tmp_path / "fresh")
+    loaded = LOOP.load(tmp_path / "fresh")
+    assert not loaded.policy.dynamics.is_trained
+    obs = np.zeros(3, dtype=np.float32)
+    np.testing.assert_allclose(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0], rtol=0, atol=0
+    )
