@@ -259,12 +259,21 @@ def test_keeps_best_snapshot_when_training_makes_it_worse(trained) -> None:
     before = model.sample(obs, action, deterministic=True)
     mse_before = model.holdout_mse.clone()
     # A destructive learning rate: no epoch improves on the fitted weights, so they are restored.
-    optimizer = torch.optim.SGD(model.parameters(), lr=50.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
     stats = fit(model, optimizer, data, seed=0, max_epochs=2, patience=100)
-    assert max(stats.holdout_history[1:]) > 10 * stats.holdout_history[0]
+    assert min(stats.holdout_history[1:]) > 10 * stats.holdout_history[0]
     after = model.sample(obs, action, deterministic=True)
     torch.testing.assert_close(after.next_obs, before.next_obs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(after.reward, before.reward, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(model.holdout_mse, mse_before, rtol=1e-4, atol=1e-7)
+
+
+def test_diverged_training_keeps_a_usable_model(trained) -> None:
+    model = copy.deepcopy(trained[0])
+    data = trained[2]
+    fit(model, torch.optim.SGD(model.parameters(), lr=1.0), data, seed=0, max_epochs=1, patience=100)
+    pred = model.sample(torch.randn(8, OBS_DIM), torch.rand(8, ACT_DIM), torch.Generator().manual_seed(0))
+    assert torch.isfinite(pred.reward).all() and torch.isfinite(pred.next_obs).all()
 
 
 def test_sample_reproducible_with_seeded_generator(trained) -> None:

@@ -194,3 +194,24 @@ def test_save_before_learning_roundtrip(tmp_path):
     np.testing.assert_allclose(
         model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0], rtol=0, atol=0
     )
+
+
+def test_load_from_file_object(saved):
+    model, folder = saved
+    with open(folder / "loop.zip", "rb") as file:
+        loaded = LOOP.load(file)
+    assert loaded.policy.arc_config == model.policy.arc_config
+    assert loaded.policy.dynamics.is_trained
+
+
+def pole_fell(next_obs: torch.Tensor) -> torch.Tensor:
+    return next_obs[..., 1].abs() > 0.2
+
+
+def test_custom_termination_fn_survives(tmp_path):
+    model = LOOP("MlpPolicy", "InvertedPendulum-v5", termination_fn=pole_fell, **tiny_kwargs())
+    model.save(tmp_path / "custom")
+    loaded = LOOP.load(tmp_path / "custom")
+    assert loaded.termination_fn is pole_fell
+    assert loaded.policy.rollout_planner.termination_fn is pole_fell
+    assert loaded.policy.planner.termination_fn is pole_fell

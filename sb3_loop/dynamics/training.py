@@ -21,6 +21,8 @@ class EnsembleTrainingConfig:
     :param holdout_ratio: Fraction of the data held out for early stopping and elite selection.
     :param max_holdout: Cap on the holdout size (keeps evaluation cheap on large buffers).
     :param max_epochs: Epoch cap per call (``None``: train until early stopping alone stops it).
+    :param max_gradient_steps: Cap on minibatch updates per call (``None``: no cap). An epoch costs
+        time proportional to the dataset, so this keeps the cost of a refit bounded as data grows.
     :param patience: Stop after this many epochs in which no member improved by more than ``improvement``.
     :param improvement: Relative holdout improvement that counts (0.01 = 1%).
     :param weight_decays: L2 coefficient per weight layer (hidden layers then output);
@@ -32,6 +34,7 @@ class EnsembleTrainingConfig:
     holdout_ratio: float = 0.2
     max_holdout: int = 5000
     max_epochs: int | None = 100
+    max_gradient_steps: int | None = None
     patience: int = 5
     improvement: float = 0.01
     weight_decays: Sequence[float] | None = None
@@ -44,6 +47,8 @@ class EnsembleTrainingConfig:
             raise ValueError(f"holdout_ratio={self.holdout_ratio} must be in (0, 1)")
         if self.max_epochs is not None and self.max_epochs < 1:
             raise ValueError(f"max_epochs={self.max_epochs} must be >= 1 or None")
+        if self.max_gradient_steps is not None and self.max_gradient_steps < 1:
+            raise ValueError(f"max_gradient_steps={self.max_gradient_steps} must be >= 1 or None")
         if self.patience < 1:
             raise ValueError(f"patience={self.patience} must be >= 1")
 
@@ -54,6 +59,7 @@ class EnsembleTrainingStats:
 
     holdout_mse: list[float]
     epochs: int
+    gradient_steps: int
     seconds: float
     train_loss: float
     num_samples: int
@@ -110,10 +116,14 @@ def train_ensemble(
 
     best_mse = _holdout_mse(model, holdout_x, holdout_y)
     best_state = {name: p.detach().clone() for name, p in _member_params(model)}
-    epochs_since_improvement, epoch, train_loss = 0, 0, float("nan")
+    best_state.update({name: getattr(model, name).detach().clone() for name in _SHARED_PARAMS})
+    epochs_since_improvement, epoch, gradient_steps, train_loss = 0, 0, 0, float("nan")
+    budget = config.max_gradient_steps
     history = [float(best_mse.mean())]
-    while config.max_epochs is None or epoch < config.max_epochs:
-        train_loss = _train_epoch(model, optimizer, train_x, train_y, config, decays, generator)
+    while (config.max_epochs is None or epoch < config.max_epochs) and (budget is None or gradient_steps < budget):
+        max_batches = None if budget is None else budget - gradient_steps
+        train_loss, batches = _train_epoch(model, optimizer, train_x, train_y, config, decays, generator, max_batches)
+        gradient_steps += batches
         epoch += 1
         mse = _holdout_mse(model, holdout_x, holdout_y)
         history.append(float(mse.mean()))
@@ -134,6 +144,7 @@ def train_ensemble(
     return EnsembleTrainingStats(
         holdout_mse=model.holdout_mse.tolist(),
         epochs=epoch,
+        gradient_steps=gradient_steps,
         seconds=time.perf_counter() - start,
         train_loss=train_loss,
         num_samples=num_samples,
@@ -202,25 +213,33 @@ def _train_epoch(
     config: EnsembleTrainingConfig,
     decays: Sequence[float],
     generator: torch.Generator | None,
-) -> float:
+    max_batches: int | None = None,
+) -> tuple[float, int]:
+    """One pass over the training set (or its first ``max_batches`` minibatches): (last loss, batches)."""
     num_train = train_x.shape[0]
     # Each member sees its own shuffle of the training set.
     shuffles = torch.argsort(torch.rand(model.ensemble_size, num_train, generator=generator), dim=1).to(train_x.device)
-    loss_value = 0.0
+    loss_value, batches = 0.0, 0
     for start in range(0, num_train, config.batch_size):
+        if max_batches is not None and batches >= max_batches:
+            break
         idx = shuffles[:, start : start + config.batch_size]
         loss = gaussian_nll_loss(model, train_x[idx], train_y[idx], decays, config.logvar_bound_coef)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss_value = loss.item()
-    return loss_value
+        batches += 1
+    return loss_value, batches
 
 
 @torch.no_grad()
 def _holdout_mse(model: ProbabilisticEnsemble, holdout_x: torch.Tensor, holdout_y: torch.Tensor) -> torch.Tensor:
     mean, _ = model(holdout_x.expand(model.ensemble_size, -1, -1))
     return ((mean - holdout_y) ** 2).mean(dim=(1, 2))
+
+
+_SHARED_PARAMS = ("max_logvar", "min_logvar")
 
 
 def _member_params(model: ProbabilisticEnsemble) -> list[tuple[str, torch.nn.Parameter]]:
@@ -231,9 +250,14 @@ def _member_params(model: ProbabilisticEnsemble) -> list[tuple[str, torch.nn.Par
 def _snapshot(model: ProbabilisticEnsemble, best_state: dict[str, torch.Tensor], improved: torch.Tensor) -> None:
     for name, param in _member_params(model):
         best_state[name][improved] = param[improved]
+    # The log-variance bounds are shared by all members: keep them from the latest improving epoch.
+    for name in _SHARED_PARAMS:
+        best_state[name] = getattr(model, name).detach().clone()
 
 
 @torch.no_grad()
 def _restore(model: ProbabilisticEnsemble, best_state: dict[str, torch.Tensor]) -> None:
     for name, param in _member_params(model):
         param.copy_(best_state[name])
+    for name in _SHARED_PARAMS:
+        getattr(model, name).copy_(best_state[name])

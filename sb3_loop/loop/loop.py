@@ -30,6 +30,7 @@ _LOOP_PARAMETER_NAMES = {
     "iterations": "planning_iterations",
     "batch_size": "dynamics_batch_size",
     "max_epochs": "dynamics_max_epochs",
+    "max_gradient_steps": "dynamics_max_gradient_steps",
     "holdout_ratio": "dynamics_holdout_ratio",
 }
 
@@ -88,6 +89,9 @@ class LOOP(SAC):
     :param dynamics_batch_size: Minibatch size of ensemble training.
     :param dynamics_train_freq: Refit the ensemble every this many env steps.
     :param dynamics_max_epochs: Epoch cap per refit (early stopping usually stops first).
+    :param dynamics_max_gradient_steps: Cap on ensemble minibatch updates per refit. The paper trains to
+        convergence (``None``); on a CPU an epoch over a large buffer takes seconds, so the default bounds a
+        refit's cost (200 updates of 256 transitions per 250 env steps, warm-started from the last fit).
     :param dynamics_holdout_ratio: Fraction of the buffer held out for early stopping and elites.
     :param termination_fn: Env id or callable ``next_obs -> done``; ``None`` infers it from the env id.
     :param stats_window_size: Window size for rollout logging.
@@ -135,6 +139,7 @@ class LOOP(SAC):
         dynamics_batch_size: int = 256,
         dynamics_train_freq: int = 250,
         dynamics_max_epochs: int | None = 100,
+        dynamics_max_gradient_steps: int | None = 200,
         dynamics_holdout_ratio: float = 0.2,
         termination_fn: str | Callable[[th.Tensor], th.Tensor] | None = None,
         stats_window_size: int = 100,
@@ -176,7 +181,10 @@ class LOOP(SAC):
         self.dynamics_train_freq = dynamics_train_freq
         with _named_as_loop_parameters():
             self.dynamics_training_config = EnsembleTrainingConfig(
-                batch_size=dynamics_batch_size, max_epochs=dynamics_max_epochs, holdout_ratio=dynamics_holdout_ratio
+                batch_size=dynamics_batch_size,
+                max_epochs=dynamics_max_epochs,
+                max_gradient_steps=dynamics_max_gradient_steps,
+                holdout_ratio=dynamics_holdout_ratio,
             )
         if replay_buffer_kwargs and replay_buffer_kwargs.get("optimize_memory_usage"):
             raise ValueError("optimize_memory_usage=True is not supported by LOOP (the ensemble needs next_observations)")
@@ -319,6 +327,7 @@ class LOOP(SAC):
         elites = dynamics.num_elites
         self.logger.record("dynamics/holdout_mse", float(np.mean(stats.holdout_mse[:elites])))
         self.logger.record("dynamics/epochs", stats.epochs)
+        self.logger.record("dynamics/gradient_steps", stats.gradient_steps)
         self.logger.record("dynamics/train_seconds", stats.seconds)
         self.logger.record("dynamics/train_loss", stats.train_loss)
         self.logger.record("dynamics/num_samples", stats.num_samples)

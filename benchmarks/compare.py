@@ -1,0 +1,443 @@
+"""LOOP vs SAC vs TD3 through the rl-zoo3 launcher: learning curves, returns at checkpoints, steps to
+reach return levels and wall-clock, for several envs and seeds.
+
+Usage:
+  python benchmarks/compare.py --envs InvertedPendulum-v5 --algos loop sac td3 \\
+      --steps loop=10000 sac=10000 td3=10000 --seeds 0 1 2 --eval-freq 1000 --eval-episodes 5 \\
+      --levels 500 1000
+  # one run only (start several in the background to run them in parallel):
+  python benchmarks/compare.py --only InvertedPendulum-v5 loop 1 --steps loop=10000 --eval-freq 1000 &
+  # regenerate benchmarks/results/compare_<env>.md / .png from whatever exists:
+  python benchmarks/compare.py --report-only --envs InvertedPendulum-v5 --levels 500 1000
+
+Each run is ``python -m sb3_loop train --algo A --env E -n STEPS --seed K --eval-freq F
+--eval-episodes N --num-threads 1 --log-folder benchmarks/runs/E/A/seedK`` (hyperparameters: our
+packaged loop.yml / sac.yml / td3.yml; ``--extra "loop=-params horizon:5"`` adds zoo arguments).
+The zoo's EvalCallback rewrites ``evaluations.npz`` at every evaluation, so partial results survive an
+interruption. A finished run gets ``done.json`` (with its wall-clock) and is skipped when the command
+is repeated; an unfinished one is deleted and restarted. ``--report-only`` labels incomplete runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent
+DEFAULT_RUNS_DIR = BENCHMARKS_DIR / "runs"
+DEFAULT_RESULTS_DIR = BENCHMARKS_DIR / "results"
+DONE_FILE = "done.json"
+RUN_FILE = "run.json"
+RUNNING_FILE = "running.json"
+LOG_FILE = "train.log"
+DEFAULT_ALGOS = ("loop", "sac", "td3")
+
+
+# ------------------------------------------------------------------------------ run management
+@dataclass(frozen=True)
+class RunSpec:
+    env: str
+    algo: str
+    seed: int
+    steps: int
+    eval_freq: int
+    eval_episodes: int
+    extra: tuple[str, ...] = ()
+
+    def directory(self, runs_dir: Path) -> Path:
+        return run_directory(runs_dir, self.env, self.algo, self.seed)
+
+    def command(self, runs_dir: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "sb3_loop", "train",
+            "--algo", self.algo, "--env", self.env,
+            "-n", str(self.steps), "--seed", str(self.seed),
+            "--eval-freq", str(self.eval_freq), "--eval-episodes", str(self.eval_episodes),
+            "--num-threads", "1",
+            "--log-folder", str(self.directory(runs_dir)),
+            *self.extra,
+        ]  # fmt: skip
+
+
+def run_directory(runs_dir: Path, env: str, algo: str, seed: int) -> Path:
+    return runs_dir / env / algo / f"seed{seed}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_one(spec: RunSpec, runs_dir: Path) -> str:
+    """Run one (env, algo, seed) unless it is finished or running elsewhere; returns its status."""
+    directory = spec.directory(runs_dir)
+    label = f"{spec.env} {spec.algo} seed{spec.seed}"
+    done = _read_json(directory / DONE_FILE)
+    if done is not None:
+        if int(done.get("steps", -1)) != spec.steps:
+            print(f"[skip] {label}: finished with {done.get('steps')} steps (asked {spec.steps}); "
+                  f"delete {directory} to rerun", flush=True)  # fmt: skip
+        else:
+            print(f"[skip] {label}: finished ({done['wall_clock_s']:.0f} s)", flush=True)
+        return "skipped"
+    running = _read_json(directory / RUNNING_FILE)
+    if running is not None and running.get("host") == os.uname().nodename and _pid_alive(int(running["pid"])):
+        print(f"[skip] {label}: running in process {running['pid']}", flush=True)
+        return "running"
+    if directory.exists():
+        print(f"[restart] {label}: unfinished run found, starting again", flush=True)
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    command = spec.command(runs_dir)
+    _write_json(directory / RUNNING_FILE, {"pid": os.getpid(), "host": os.uname().nodename})
+    _write_json(
+        directory / RUN_FILE,
+        {"env": spec.env, "algo": spec.algo, "seed": spec.seed, "steps": spec.steps, "eval_freq": spec.eval_freq,
+         "eval_episodes": spec.eval_episodes, "command": command, "started": _now()},
+    )  # fmt: skip
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+    env.setdefault("MUJOCO_GL", "egl")
+    print(f"[run] {label}: {shlex.join(command)}", flush=True)
+    start = time.perf_counter()
+    with open(directory / LOG_FILE, "w") as log:
+        returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    wall_clock = time.perf_counter() - start
+    (directory / RUNNING_FILE).unlink(missing_ok=True)
+    if returncode != 0:
+        tail = (directory / LOG_FILE).read_text().splitlines()[-15:]
+        print(f"[failed] {label}: exit code {returncode} after {wall_clock:.0f} s; log {directory / LOG_FILE}:\n  "
+              + "\n  ".join(tail), flush=True)  # fmt: skip
+        return "failed"
+    _write_json(
+        directory / DONE_FILE,
+        {"env": spec.env, "algo": spec.algo, "seed": spec.seed, "steps": spec.steps, "eval_freq": spec.eval_freq,
+         "eval_episodes": spec.eval_episodes, "wall_clock_s": wall_clock, "finished": _now(), "command": command},
+    )  # fmt: skip
+    print(f"[done] {label}: {wall_clock:.0f} s", flush=True)
+    return "done"
+
+
+def _now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------------------ results
+@dataclass
+class RunResult:
+    algo: str
+    seed: int
+    done: bool
+    steps: int | None
+    eval_freq: int | None = None
+    timesteps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    returns: np.ndarray = field(default_factory=lambda: np.zeros(0))  # mean over eval episodes
+    wall_clock_s: float | None = None
+
+    @property
+    def last_step(self) -> int:
+        return int(self.timesteps[-1]) if len(self.timesteps) else 0
+
+    @property
+    def status(self) -> str:
+        return "done" if self.done else "incomplete"
+
+
+def load_runs(runs_dir: Path, env: str, algos: list[str] | None = None) -> dict[str, list[RunResult]]:
+    """Every run of ``env`` found under ``runs_dir`` (finished or not), by algorithm."""
+    results: dict[str, list[RunResult]] = {}
+    env_dir = runs_dir / env
+    if not env_dir.is_dir():
+        return results
+    found = sorted(p.name for p in env_dir.iterdir() if p.is_dir())
+    order = [a for a in DEFAULT_ALGOS if a in found] + [a for a in found if a not in DEFAULT_ALGOS]
+    for algo in order if algos is None else [a for a in algos if a in found]:
+        algo_dir = env_dir / algo
+        for seed_dir in sorted(algo_dir.glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0):
+            if not seed_dir.name[4:].isdigit():
+                continue
+            done = _read_json(seed_dir / DONE_FILE)
+            info = {**(_read_json(seed_dir / RUN_FILE) or {}), **(done or {})}
+            run = RunResult(
+                algo=algo,
+                seed=int(seed_dir.name[4:]),
+                done=done is not None,
+                steps=info.get("steps"),
+                eval_freq=info.get("eval_freq"),
+            )
+            if done is not None:
+                run.wall_clock_s = float(done["wall_clock_s"])
+            evaluations = sorted(seed_dir.glob(f"{algo}/{env}_*/evaluations.npz"), key=lambda p: p.stat().st_mtime)
+            if evaluations:
+                try:
+                    with np.load(evaluations[-1]) as data:
+                        run.timesteps = np.asarray(data["timesteps"], dtype=np.int64)
+                        run.returns = np.asarray(data["results"], dtype=np.float64).mean(axis=1)
+                except (OSError, ValueError, KeyError, EOFError):  # being rewritten right now
+                    pass
+            results.setdefault(algo, []).append(run)
+    return results
+
+
+def value_at(run: RunResult, step: int) -> float | None:
+    """Evaluation return at ``step``: the last evaluation at or before it, if the run got there."""
+    if len(run.timesteps) == 0 or run.last_step < step:
+        return None
+    index = np.searchsorted(run.timesteps, step, side="right") - 1
+    return None if index < 0 else float(run.returns[index])
+
+
+def steps_to_reach(run: RunResult, level: float) -> int | None:
+    reached = np.nonzero(run.returns >= level)[0]
+    return int(run.timesteps[reached[0]]) if len(reached) else None
+
+
+def _mean_std(values: list[float], digits: int = 1) -> str:
+    array = np.asarray(values, dtype=np.float64)
+    return f"{array.mean():.{digits}f} ± {array.std():.{digits}f}"
+
+
+def default_checkpoints(runs: dict[str, list[RunResult]], n: int = 4) -> list[int]:
+    """``n`` evenly spaced steps up to the largest budget, on the evaluation grid."""
+    all_runs = [r for rs in runs.values() for r in rs]
+    budget = max((r.steps or r.last_step for r in all_runs), default=0)
+    grid = min((r.eval_freq for r in all_runs if r.eval_freq), default=1)
+    points = {int(budget * (i + 1) / n) // grid * grid for i in range(n)}
+    return sorted(p for p in points if p > 0)
+
+
+def write_report(
+    env: str,
+    runs: dict[str, list[RunResult]],
+    results_dir: Path,
+    levels: list[float],
+    checkpoints: list[int] | None = None,
+    command: str | None = None,
+) -> tuple[Path, Path]:
+    """Write ``compare_<env>.md`` and ``compare_<env>.png``; returns their paths."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = checkpoints or default_checkpoints(runs)
+    md_path = results_dir / f"compare_{env}.md"
+    png_path = results_dir / f"compare_{env}.png"
+    algos = list(runs)
+
+    lines = [f"# {env}: {' vs '.join(a.upper() for a in algos) or 'no runs yet'}", ""]
+    lines.append(f"Generated by `benchmarks/compare.py` on {_now()}.")
+    if command:
+        lines.append(f"Command: `{command}`")
+    lines += [
+        "",
+        "Evaluation: the zoo's EvalCallback (deterministic actions; LOOP acts with its planner) on a separate env;",
+        "a run's return at an evaluation is the mean over its evaluation episodes. Tables give mean ± std across",
+        "seeds (population std) and, in parentheses, how many seeds contribute. Each run is one process with one",
+        f"torch thread ({os.cpu_count()} CPUs on this machine); its wall-clock includes start-up and evaluations.",
+        "",
+        "## Runs",
+        "",
+        "| algo | seeds finished | incomplete | steps | wall-clock per run [s] | wall-clock per 1k steps [s] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for algo in algos:
+        finished = [r for r in runs[algo] if r.done]
+        incomplete = [r for r in runs[algo] if not r.done]
+        steps = sorted({r.steps for r in runs[algo] if r.steps})
+        clocks = [r.wall_clock_s for r in finished if r.wall_clock_s is not None]
+        per_k = [r.wall_clock_s / r.steps * 1000 for r in finished if r.wall_clock_s is not None and r.steps]
+        lines.append(
+            f"| {algo} | {', '.join(str(r.seed) for r in finished) or '–'} "
+            f"| {', '.join(f'{r.seed} (at {r.last_step} steps)' for r in incomplete) or '–'} "
+            f"| {', '.join(map(str, steps)) or '?'} | {_mean_std(clocks, 0) if clocks else '–'} "
+            f"| {_mean_std(per_k, 2) if per_k else '–'} |"
+        )
+
+    lines += ["", "## Evaluation return at checkpoints", ""]
+    if checkpoints:
+        lines.append("| algo | " + " | ".join(f"{c} steps" for c in checkpoints) + " |")
+        lines.append("|---|" + "---|" * len(checkpoints))
+        for algo in algos:
+            cells = []
+            for checkpoint in checkpoints:
+                values = [v for v in (value_at(r, checkpoint) for r in runs[algo]) if v is not None]
+                partial = any(not r.done and value_at(r, checkpoint) is not None for r in runs[algo])
+                cells.append(f"{_mean_std(values)} ({len(values)}{'*' if partial else ''})" if values else "–")
+            lines.append(f"| {algo} | " + " | ".join(cells) + " |")
+        lines += ["", "`*`: includes incomplete runs. `–`: no run reached that step."]
+    else:
+        lines.append("No evaluations yet.")
+
+    if levels:
+        lines += ["", "## Env steps to reach a return level", "",
+                  "First evaluation whose return is at least the level; mean ± std over the seeds that reached it.", ""]  # fmt: skip
+        lines.append("| algo | " + " | ".join(f"return ≥ {level:g}" for level in levels) + " |")
+        lines.append("|---|" + "---|" * len(levels))
+        for algo in algos:
+            cells = []
+            for level in levels:
+                reached = [s for s in (steps_to_reach(r, level) for r in runs[algo]) if s is not None]
+                total = len(runs[algo])
+                if reached:
+                    cells.append(f"{_mean_std(reached, 0)} ({len(reached)}/{total} seeds)")
+                else:
+                    cells.append(f"not reached (0/{total} seeds)")
+            lines.append(f"| {algo} | " + " | ".join(cells) + " |")
+
+    lines += ["", "## Per run", "",
+              "| algo | seed | status | last evaluation [steps] | final return | best return | wall-clock [s] |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for algo in algos:
+        for r in runs[algo]:
+            final = f"{r.returns[-1]:.1f}" if len(r.returns) else "–"
+            best = f"{r.returns.max():.1f}" if len(r.returns) else "–"
+            clock = f"{r.wall_clock_s:.0f}" if r.wall_clock_s is not None else "–"
+            lines.append(f"| {algo} | {r.seed} | {r.status} | {r.last_step} | {final} | {best} | {clock} |")
+    lines += ["", f"![learning curves]({png_path.name})", ""]
+
+    tmp = md_path.with_name(md_path.name + f".tmp{os.getpid()}")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, md_path)
+    _plot(env, runs, levels, png_path)
+    return md_path, png_path
+
+
+def _plot(env: str, runs: dict[str, list[RunResult]], levels: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for algo, algo_runs in runs.items():
+        with_data = [r for r in algo_runs if len(r.timesteps)]
+        if not with_data:
+            continue
+        steps = np.unique(np.concatenate([r.timesteps for r in with_data]))
+        means, stds = [], []
+        for step in steps:
+            values = [r.returns[r.timesteps == step][0] for r in with_data if step in r.timesteps]
+            means.append(np.mean(values))
+            stds.append(np.std(values))
+        means_array, stds_array = np.asarray(means), np.asarray(stds)
+        n_incomplete = sum(not r.done for r in with_data)
+        label = f"{algo} ({len(with_data)} seeds" + (f", {n_incomplete} incomplete)" if n_incomplete else ")")
+        (line,) = axis.plot(steps, means_array, label=label, linewidth=2, marker="o", markersize=3)
+        axis.fill_between(steps, means_array - stds_array, means_array + stds_array, alpha=0.2, color=line.get_color())
+    for level in levels:
+        axis.axhline(level, color="gray", linestyle=":", linewidth=1)
+    axis.set_title(f"{env}: evaluation return (mean ± std over seeds)")
+    axis.set_xlabel("env steps")
+    axis.set_ylabel("evaluation return")
+    axis.grid(alpha=0.3)
+    if axis.lines:
+        axis.legend()
+    figure.tight_layout()
+    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.png")
+    figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def _parse_per_algo(values: list[str], algos: list[str], cast=int) -> dict[str, object]:
+    """``["loop=10000", "sac=20000"]`` or ``["10000"]`` (all algos) -> {algo: value}."""
+    result: dict[str, object] = {}
+    for value in values:
+        if value.partition("=")[0] in algos:
+            algo, _, raw = value.partition("=")
+            result[algo] = cast(raw)
+        else:
+            for algo in algos:
+                result[algo] = cast(value)
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=None, help="env ids (report-only: default all under --runs-dir)")
+    parser.add_argument("--algos", nargs="+", default=None, help="default: loop sac td3 (report-only: all found)")
+    parser.add_argument("--steps", nargs="+", default=[], help="ALGO=STEPS ... or one STEPS for all algos")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--eval-freq", type=int, default=1000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--levels", nargs="+", type=float, default=[], help="return levels for steps-to-reach")
+    parser.add_argument("--checkpoints", nargs="+", type=int, default=None, help="steps (default: 4 even points)")
+    parser.add_argument("--extra", nargs="+", default=[], help='extra zoo arguments per algo: "loop=-params horizon:5"')
+    parser.add_argument("--only", nargs=3, metavar=("ENV", "ALGO", "SEED"), help="run this one (env, algo, seed)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs executed at the same time")
+    parser.add_argument("--report-only", action="store_true", help="only regenerate markdown and PNG")
+    parser.add_argument("--no-report", action="store_true", help="do not write markdown and PNG")
+    parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python benchmarks/compare.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    report_algos = args.algos  # None: every algorithm found
+    if args.only:
+        env, algo, seed = args.only
+        args.envs, args.algos, args.seeds = [env], [algo], [int(seed)]
+        report_algos, command = None, None  # the report covers every run of the env
+    args.algos = args.algos or list(DEFAULT_ALGOS)
+    steps = _parse_per_algo(args.steps, args.algos)
+    extra = _parse_per_algo(args.extra, args.algos, cast=shlex.split)
+    status: list[str] = []
+
+    if not args.report_only:
+        if not args.envs:
+            raise SystemExit("--envs is required (or use --only ENV ALGO SEED)")
+        missing = [a for a in args.algos if a not in steps]
+        if missing:
+            raise SystemExit(f"--steps has no budget for {missing}: pass e.g. --steps {missing[0]}=10000")
+        specs = [
+            RunSpec(env, algo, seed, int(steps[algo]), args.eval_freq, args.eval_episodes, tuple(extra.get(algo, ())))
+            for env in args.envs
+            for seed in args.seeds
+            for algo in args.algos
+        ]
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            status = list(pool.map(lambda spec: run_one(spec, args.runs_dir), specs))
+
+    if not args.no_report:
+        envs = args.envs
+        if not envs:
+            envs = sorted(p.name for p in args.runs_dir.iterdir() if p.is_dir()) if args.runs_dir.is_dir() else []
+        for env in envs:
+            runs = load_runs(args.runs_dir, env, report_algos)
+            md_path, png_path = write_report(env, runs, args.results_dir, args.levels, args.checkpoints, command)
+            print(f"[report] {md_path} {png_path}", flush=True)
+    return 1 if "failed" in status else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
