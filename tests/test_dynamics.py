@@ -269,9 +269,12 @@ def test_keeps_best_snapshot_when_training_makes_it_worse(trained) -> None:
 
 
 def test_diverged_training_keeps_a_usable_model(trained) -> None:
+    """A diverging call (NaN weights) restores the snapshot, shared log-variance bounds included."""
     model = copy.deepcopy(trained[0])
-    data = trained[2]
-    fit(model, torch.optim.SGD(model.parameters(), lr=1.0), data, seed=0, max_epochs=1, patience=100)
+    bounds = (model.max_logvar.detach().clone(), model.min_logvar.detach().clone())
+    stats = fit(model, torch.optim.SGD(model.parameters(), lr=1.0), trained[2], seed=0, max_epochs=1, patience=100)
+    assert not np.isfinite(stats.holdout_history[-1])  # the epoch really diverged
+    assert torch.equal(model.max_logvar, bounds[0]) and torch.equal(model.min_logvar, bounds[1])
     pred = model.sample(torch.randn(8, OBS_DIM), torch.rand(8, ACT_DIM), torch.Generator().manual_seed(0))
     assert torch.isfinite(pred.reward).all() and torch.isfinite(pred.next_obs).all()
 

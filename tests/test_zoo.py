@@ -145,6 +145,7 @@ def compare(run: Scenario) -> None:
             "--levels", "-1500", "0", "--runs-dir", "runs", "--results-dir", "results", "--jobs", "2",
             "--extra", "loop=-params " + " ".join(TINY_LOOP), "sac=-params " + " ".join(TINY_SAC)]  # fmt: skip
     run.run("first", args)
+    shutil.copy(run.cwd / "results" / "compare_Pendulum-v1.md", run.cwd / "first.md")
     run.run("again", args)
     (run.cwd / "runs" / "Pendulum-v1" / "sac" / "seed0" / "done.json").unlink()
     run.run("report", [sys.executable, str(COMPARE), "--report-only", "--runs-dir", "runs", "--results-dir", "results"])
@@ -158,7 +159,7 @@ def loop_pendulum(run: Scenario) -> None:
     run.launcher("enjoy", "enjoy", "--algo", "loop", "--env", "Pendulum-v1", "-f", "logs", "--no-render",
                  "-n", "210", "--num-threads", "1")  # fmt: skip
     run.launcher("plots", "plots", "all_plots", "-a", "loop", "-e", "Pendulum-v1", "-f", "logs", "--no-display",
-                 "--no-million", "-o", "plots/results", "--figure-dir", "plots")  # fmt: skip
+                 "--no-million", "-o", "results", "--figure-dir", "plots")  # fmt: skip
     run.launcher("continue", "train", "--algo", "loop", "--env", "Pendulum-v1", "-n", "100", "--seed", "1",
                  "-i", "logs/loop/Pendulum-v1_1/Pendulum-v1.zip", "--eval-freq", "-1", "--save-replay-buffer",
                  "--num-threads", "1", "--log-folder", "logs", "-params", *TINY_LOOP)  # fmt: skip
@@ -397,7 +398,7 @@ def test_zoo_plots_of_loop_results(zoo_runs):
     result = run.step("plots")
     table = [line for line in result.stdout.splitlines() if line.startswith("|") and "Pendulum-v1" in line]
     assert "LOOP" in result.stdout and len(table) == 1 and "+/-" in table[0]  # the zoo's markdown results table
-    assert (run.cwd / "plots" / "results.pkl").is_file()
+    assert (run.cwd / "results.pkl").is_file()
     figure = run.cwd / "plots" / "all_plots_Results_Pendulum-v1.png"
     assert figure.is_file() and figure.stat().st_size > 1000
 
@@ -496,7 +497,7 @@ def test_compare_writes_report_and_skips_finished_runs(zoo_runs):
     run = _scenario(zoo_runs, "compare")
     first = run.step("first")
     assert "[done] Pendulum-v1 loop seed0" in first.stdout and "[done] Pendulum-v1 sac seed0" in first.stdout
-    markdown = (run.cwd / "results" / "compare_Pendulum-v1.md").read_text()
+    markdown = (run.cwd / "first.md").read_text()
     png = run.cwd / "results" / "compare_Pendulum-v1.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| 100 steps | 200 steps | 300 steps |" in markdown
@@ -505,7 +506,9 @@ def test_compare_writes_report_and_skips_finished_runs(zoo_runs):
     for algo in ("loop", "sac"):
         directory = run.cwd / "runs" / "Pendulum-v1" / algo / "seed0"
         assert (directory / algo / "Pendulum-v1_1" / "evaluations.npz").is_file()
-        assert json.loads((directory / "done.json").read_text())["wall_clock_s"] > 0
+        assert (directory / "train.log").is_file() and (directory / "run.json").is_file()
+    done = json.loads((run.cwd / "runs" / "Pendulum-v1" / "loop" / "seed0" / "done.json").read_text())
+    assert done["wall_clock_s"] > 0 and done["steps"] == 300
 
     again = run.step("again")
     assert "[skip] Pendulum-v1 loop seed0: finished" in again.stdout

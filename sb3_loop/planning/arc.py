@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ class ARCConfig:
         _check_range("var_momentum", self.var_momentum, 0.0, 1.0)
         for name in ("kappa", "init_var_divisor", "truncation"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a finite number > 0")
         if self.propagation not in PROPAGATION_MODES:
             raise ValueError(f"propagation={self.propagation!r} must be one of {PROPAGATION_MODES}")
@@ -395,5 +396,5 @@ class _Random:
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not (isinstance(value, (int, float)) and low <= value <= high):
+    if not (isinstance(value, numbers.Real) and low <= value <= high):
         raise ValueError(f"{name}={value!r} must be in [{low}, {high}]")
