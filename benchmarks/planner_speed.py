@@ -10,6 +10,7 @@ implementation of the same algorithm could not go below on this machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ OBS_DIM, ACTION_DIM = 17, 6  # HalfCheetah-v5
 
 def mlp(sizes: list[int], out_act: nn.Module | None = None) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())

@@ -432,7 +432,9 @@ def test_horizon_one_uses_only_terminal_value(propagation: str) -> None:
 
 
 # -------------------------------------------------------------------------------------- actor mixing
-@pytest.mark.parametrize("coef, population, expected", [(0.05, 100, 5), (0.3, 10, 3), (0.0, 50, 0), (1.0, 7, 7), (0.24, 10, 2)])
+@pytest.mark.parametrize(
+    "coef, population, expected", [(0.05, 100, 5), (0.3, 10, 3), (0.0, 50, 0), (1.0, 7, 7), (0.24, 10, 2)]
+)
 def test_num_actor_sequences(coef: float, population: int, expected: int) -> None:
     cfg = ARCConfig(population_size=population, mixture_coef=coef)
     assert cfg.num_actor_sequences == expected == round(coef * population)

@@ -182,7 +182,7 @@ def test_evaluate_policy_resets_planner(pendulum_model):
     try:
         env = Monitor(gym.make("Pendulum-v1", max_episode_steps=5))
         planner._mean = torch.full((1, planner.config.horizon, 1), 0.5)  # stale warm start from elsewhere
-        rewards, lengths = evaluate_policy(pendulum_model, env, n_eval_episodes=2, return_episode_rewards=True)
+        _rewards, lengths = evaluate_policy(pendulum_model, env, n_eval_episodes=2, return_episode_rewards=True)
     finally:
         del planner.reset, planner.plan
     assert lengths == [5, 5]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -93,7 +94,7 @@ class ProbabilisticEnsemble(nn.Module):
 
         sizes = (self.input_dim, *self.hidden_sizes)
         self.hidden_layers = nn.ModuleList(
-            EnsembleLinear(ensemble_size, n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:])
+            EnsembleLinear(ensemble_size, n_in, n_out) for n_in, n_out in itertools.pairwise(sizes)
         )
         self.output_layer = EnsembleLinear(ensemble_size, sizes[-1], 2 * self.target_dim)
         self.max_logvar = nn.Parameter(torch.full((1, 1, self.target_dim), 0.5))

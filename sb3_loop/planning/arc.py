@@ -7,7 +7,7 @@ import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from sb3_loop.planning.scoring import MeanReturn, Scorer
 PROPAGATION_MODES = ("paper", "random_elite")
 
 #: One generator for the whole batch, or one per environment (batch results then equal single plans).
-GeneratorArg = Union[torch.Generator, Sequence[torch.Generator], None]
+GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
 
 
 class PlanningModel(Protocol):
@@ -80,7 +80,7 @@ class ARCConfig:
     @property
     def num_actor_sequences(self) -> int:
         """Actor-proposed sequences added to every iteration's population."""
-        return int(round(self.mixture_coef * self.population_size))
+        return round(self.mixture_coef * self.population_size)
 
 
 class ARCPlanner:
