@@ -5,7 +5,7 @@ Usage:
   python benchmarks/compare.py --envs InvertedPendulum-v5 --algos loop sac td3 \\
       --steps loop=10000 sac=10000 td3=10000 --seeds 0 1 2 --eval-freq 1000 --eval-episodes 5 \\
       --levels 500 1000
-  # one run only (start several in the background to run them in parallel):
+  # several runs at a time: --jobs 2; or one run only, e.g. several started in the background:
   python benchmarks/compare.py --only InvertedPendulum-v5 loop 1 --steps loop=10000 --eval-freq 1000 &
   # regenerate benchmarks/results/compare_<env>.md / .png from whatever exists:
   python benchmarks/compare.py --report-only --envs InvertedPendulum-v5 --levels 500 1000
@@ -15,7 +15,8 @@ Each run is ``python -m sb3_loop train --algo A --env E -n STEPS --seed K --eval
 packaged loop.yml / sac.yml / td3.yml; ``--extra "loop=-params horizon:5"`` adds zoo arguments).
 The zoo's EvalCallback rewrites ``evaluations.npz`` at every evaluation, so partial results survive an
 interruption. A finished run gets ``done.json`` (with its wall-clock) and is skipped when the command
-is repeated; an unfinished one is deleted and restarted. ``--report-only`` labels incomplete runs.
+is repeated; an unfinished one is deleted and restarted (unless ``running.json`` names a live process).
+``--report-only`` labels incomplete runs. Wall-clock is per run, process start-up and evaluations included.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +141,11 @@ def run_one(spec: RunSpec, runs_dir: Path) -> str:
         print(f"[failed] {label}: exit code {returncode} after {wall_clock:.0f} s; log {directory / LOG_FILE}:\n  "
               + "\n  ".join(tail), flush=True)  # fmt: skip
         return "failed"
+    trained = saved_num_timesteps(directory, spec.algo, spec.env)
+    if trained is None or trained < spec.steps:
+        # the zoo saves the model and exits normally on Ctrl-C: that run is not finished
+        print(f"[interrupted] {label}: the saved model has {trained} of {spec.steps} steps", flush=True)
+        return "interrupted"
     _write_json(
         directory / DONE_FILE,
         {"env": spec.env, "algo": spec.algo, "seed": spec.seed, "steps": spec.steps, "eval_freq": spec.eval_freq,
@@ -146,6 +153,18 @@ def run_one(spec: RunSpec, runs_dir: Path) -> str:
     )  # fmt: skip
     print(f"[done] {label}: {wall_clock:.0f} s", flush=True)
     return "done"
+
+
+def saved_num_timesteps(directory: Path, algo: str, env: str) -> int | None:
+    """``num_timesteps`` of the final model the zoo saved for a run (read from the zip, no torch)."""
+    models = sorted(directory.glob(f"{algo}/{env}_*/{env}.zip"), key=lambda p: p.stat().st_mtime)
+    if not models:
+        return None
+    try:
+        with zipfile.ZipFile(models[-1]) as archive:
+            return int(json.loads(archive.read("data"))["num_timesteps"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def _now() -> str:
@@ -274,10 +293,10 @@ def write_report(
         clocks = [r.wall_clock_s for r in finished if r.wall_clock_s is not None]
         per_k = [r.wall_clock_s / r.steps * 1000 for r in finished if r.wall_clock_s is not None and r.steps]
         lines.append(
-            f"| {algo} | {', '.join(str(r.seed) for r in finished) or '–'} "
-            f"| {', '.join(f'{r.seed} (at {r.last_step} steps)' for r in incomplete) or '–'} "
-            f"| {', '.join(map(str, steps)) or '?'} | {_mean_std(clocks, 0) if clocks else '–'} "
-            f"| {_mean_std(per_k, 2) if per_k else '–'} |"
+            f"| {algo} | {', '.join(str(r.seed) for r in finished) or '-'} "
+            f"| {', '.join(f'{r.seed} (at {r.last_step} steps)' for r in incomplete) or '-'} "
+            f"| {', '.join(map(str, steps)) or '?'} | {_mean_std(clocks, 0) if clocks else '-'} "
+            f"| {_mean_std(per_k, 2) if per_k else '-'} |"
         )
 
     lines += ["", "## Evaluation return at checkpoints", ""]
@@ -289,15 +308,20 @@ def write_report(
             for checkpoint in checkpoints:
                 values = [v for v in (value_at(r, checkpoint) for r in runs[algo]) if v is not None]
                 partial = any(not r.done and value_at(r, checkpoint) is not None for r in runs[algo])
-                cells.append(f"{_mean_std(values)} ({len(values)}{'*' if partial else ''})" if values else "–")
+                cells.append(f"{_mean_std(values)} ({len(values)}{'*' if partial else ''})" if values else "-")
             lines.append(f"| {algo} | " + " | ".join(cells) + " |")
-        lines += ["", "`*`: includes incomplete runs. `–`: no run reached that step."]
+        lines += ["", "`*`: includes incomplete runs. `-`: no run reached that step."]
     else:
         lines.append("No evaluations yet.")
 
     if levels:
-        lines += ["", "## Env steps to reach a return level", "",
-                  "First evaluation whose return is at least the level; mean ± std over the seeds that reached it.", ""]  # fmt: skip
+        lines += [
+            "",
+            "## Env steps to reach a return level",
+            "",
+            "First evaluation whose return is at least the level; mean ± std over the seeds that reached it.",
+            "",
+        ]
         lines.append("| algo | " + " | ".join(f"return ≥ {level:g}" for level in levels) + " |")
         lines.append("|---|" + "---|" * len(levels))
         for algo in algos:
@@ -316,9 +340,9 @@ def write_report(
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     for algo in algos:
         for r in runs[algo]:
-            final = f"{r.returns[-1]:.1f}" if len(r.returns) else "–"
-            best = f"{r.returns.max():.1f}" if len(r.returns) else "–"
-            clock = f"{r.wall_clock_s:.0f}" if r.wall_clock_s is not None else "–"
+            final = f"{r.returns[-1]:.1f}" if len(r.returns) else "-"
+            best = f"{r.returns.max():.1f}" if len(r.returns) else "-"
+            clock = f"{r.wall_clock_s:.0f}" if r.wall_clock_s is not None else "-"
             lines.append(f"| {algo} | {r.seed} | {r.status} | {r.last_step} | {final} | {best} | {clock} |")
     lines += ["", f"![learning curves]({png_path.name})", ""]
 
@@ -436,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = load_runs(args.runs_dir, env, report_algos)
             md_path, png_path = write_report(env, runs, args.results_dir, args.levels, args.checkpoints, command)
             print(f"[report] {md_path} {png_path}", flush=True)
-    return 1 if "failed" in status else 0
+    return 1 if {"failed", "interrupted"} & set(status) else 0
 
 
 if __name__ == "__main__":

@@ -207,7 +207,7 @@ def convert_sampled_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------- running
 def _run_plots(script: str, argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--figure-dir", default=None)
     options, rest = parser.parse_known_args(argv)
     if options.figure_dir is not None and "MPLBACKEND" not in os.environ:

@@ -12,21 +12,22 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from filelock import FileLock, Timeout
 
-from sb3_loop import LOOP
-from sb3_loop import zoo
+from sb3_loop import LOOP, zoo
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGED = REPO / "sb3_loop" / "hyperparams"
@@ -34,17 +35,18 @@ TOP_LEVEL = REPO / "hyperparams"
 COMPARE = REPO / "benchmarks" / "compare.py"
 ENVS = {"Pendulum-v1", "InvertedPendulum-v5", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"}
 TIMEOUT = 600
+SAMPLED = {"horizon", "population_size", "num_particles", "kappa", "mixture_coef", "dynamics_train_freq", "learning_rate"}
+PYTHON = shlex.quote(sys.executable)
 
-TINY_NETS = ["ensemble_size:2", "num_elites:1", "dynamics_hidden_sizes:[16]", "dynamics_max_epochs:2",
-             "policy_kwargs:dict(net_arch=[16])"]  # fmt: skip
-TINY_LOOP = ["learning_starts:50", "population_size:8", "num_particles:2", "planning_iterations:1",
-             "dynamics_train_freq:50", *TINY_NETS]  # fmt: skip
-TINY_SAC = ["learning_starts:50", "policy_kwargs:dict(net_arch=[16])"]
+# Tiny networks and planner for every launcher run (appended to the zoo's -params).
+TINY_NETS = "ensemble_size:2 num_elites:1 dynamics_hidden_sizes:[16] dynamics_max_epochs:2 policy_kwargs:dict(net_arch=[16])"
+TINY_LOOP = f"learning_starts:50 population_size:8 num_particles:2 planning_iterations:1 dynamics_train_freq:50 {TINY_NETS}"
+TINY_SAC = "learning_starts:50 policy_kwargs:dict(net_arch=[16])"
 # -optimize: the sampler chooses the planner's size, so keep episodes and budgets short instead.
-TINY_OPTIMIZE = ["-n", "60", "--num-threads", "1", "-optimize", "--n-evaluations", "1", "--eval-episodes", "1",
-                 "--sampler", "random", "--pruner", "none", "--no-optim-plots",
-                 "--env-kwargs", "max_episode_steps:20",
-                 "-params", "learning_starts:40", "planning_iterations:1", *TINY_NETS]  # fmt: skip
+TINY_OPTIMIZE = (
+    "-n 60 --num-threads 1 -optimize --n-evaluations 1 --eval-episodes 1 --sampler random --pruner none "
+    f"--no-optim-plots --env-kwargs max_episode_steps:20 -params learning_starts:40 planning_iterations:1 {TINY_NETS}"
+)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -55,7 +57,8 @@ def _env() -> dict[str, str]:
 
 
 def _output(result: subprocess.CompletedProcess) -> str:
-    return f"$ {' '.join(map(str, result.args))}\n--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
+    command = " ".join(map(str, result.args))
+    return f"$ {command}\n--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
 
 
 class StepFailed(Exception):
@@ -79,8 +82,9 @@ class Scenario:
             raise StepFailed(name)
         return result
 
-    def launcher(self, name: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        return self.run(name, [sys.executable, "-m", "sb3_loop", *args], ok=ok)
+    def launcher(self, name: str, command: str, ok: bool = True) -> subprocess.CompletedProcess:
+        """Run ``python -m sb3_loop <command>`` (split like a shell would)."""
+        return self.run(name, [sys.executable, "-m", "sb3_loop", *shlex.split(command)], ok=ok)
 
     def step(self, name: str) -> subprocess.CompletedProcess:
         """The successful result of step ``name`` (fails the test otherwise)."""
@@ -91,6 +95,20 @@ class Scenario:
         result = self.results[name]
         assert result.returncode == 0, _output(result)
         return result
+
+    def to_json(self) -> dict:
+        return {
+            "cwd": str(self.cwd),
+            "seconds": self.seconds,
+            "results": {n: [r.args, r.returncode, r.stdout, r.stderr] for n, r in self.results.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Scenario:
+        run = cls(Path(data["cwd"]))
+        run.seconds = data["seconds"]
+        run.results = {n: subprocess.CompletedProcess(*values) for n, values in data["results"].items()}
+        return run
 
 
 SCENARIOS: dict[str, Callable[[Scenario], None]] = {}
@@ -111,58 +129,94 @@ def uses(*names: str) -> Callable:
     return mark
 
 
+class ScenarioStore:
+    """
+    Runs each scenario once per pytest session, also under pytest-xdist: the first process to take a
+    scenario's file lock runs it and records the outputs; every other caller reads the record.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get(self, name: str, wait: bool = True) -> Scenario | None:
+        directory = self.root / name
+        record = self.root / f"{name}.json"
+        lock = FileLock(self.root / f"{name}.lock")
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except Timeout:
+            return None
+        try:
+            if not record.exists():
+                (directory / "work").mkdir(parents=True, exist_ok=True)
+                run = Scenario(directory / "work")
+                try:
+                    SCENARIOS[name](run)
+                except StepFailed:
+                    pass
+                except Exception as error:  # reported by the tests that need it
+                    run.results["error"] = subprocess.CompletedProcess([name], 1, "", repr(error))
+                record.write_text(json.dumps(run.to_json()))
+            return Scenario.from_json(json.loads(record.read_text()))
+        finally:
+            lock.release()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def zoo_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """Start the scenarios of the selected tests in the background, two at a time."""
+    """Start the scenarios of the selected tests in the background (two at a time, one per xdist worker)."""
+    xdist_worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if xdist_worker else base) / "zoo_scenarios"
+    root.mkdir(parents=True, exist_ok=True)
+    store = ScenarioStore(root)
     needed = {name for item in request.session.items for name in getattr(item.function, "zoo_scenarios", ())}
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zoo-scenario")
-    futures: dict[str, Future] = {}
-
-    def execute(name: str, cwd: Path) -> Scenario:
-        run = Scenario(cwd)
-        try:
-            SCENARIOS[name](run)
-        except StepFailed:
-            pass
-        return run
-
+    pool = ThreadPoolExecutor(max_workers=1 if xdist_worker else 2, thread_name_prefix="zoo-scenario")
     for name in SCENARIOS:  # in definition order: the longest first
         if name in needed:
-            futures[name] = pool.submit(execute, name, tmp_path_factory.mktemp(name))
-    yield futures
+            pool.submit(store.get, name, False)
+    yield store
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _scenario(zoo_runs: dict[str, Future], name: str) -> Scenario:
-    return zoo_runs[name].result(timeout=3 * TIMEOUT)
+def _scenario(zoo_runs: ScenarioStore, name: str) -> Scenario:
+    run = zoo_runs.get(name)
+    assert run is not None
+    return run
 
 
 # ---------------------------------------------------------------------------------- scenarios
 @scenario
 def compare(run: Scenario) -> None:
-    args = [sys.executable, str(COMPARE), "--envs", "Pendulum-v1", "--algos", "loop", "sac",
-            "--steps", "loop=300", "sac=300", "--seeds", "0", "--eval-freq", "100", "--eval-episodes", "1",
-            "--levels", "-1500", "0", "--runs-dir", "runs", "--results-dir", "results", "--jobs", "2",
-            "--extra", "loop=-params " + " ".join(TINY_LOOP), "sac=-params " + " ".join(TINY_SAC)]  # fmt: skip
-    run.run("first", args)
+    command = (
+        f"{PYTHON} {shlex.quote(str(COMPARE))} --envs Pendulum-v1 --algos loop sac --steps loop=300 sac=300 --seeds 0 "
+        "--eval-freq 100 --eval-episodes 1 --levels -1500 0 --runs-dir runs --results-dir results --jobs 2"
+    )
+    extra = ["--extra", f"loop=-params {TINY_LOOP}", f"sac=-params {TINY_SAC}"]
+    run.run("first", [*shlex.split(command), *extra])
     shutil.copy(run.cwd / "results" / "compare_Pendulum-v1.md", run.cwd / "first.md")
-    run.run("again", args)
+    run.run("again", [*shlex.split(command), *extra])
     (run.cwd / "runs" / "Pendulum-v1" / "sac" / "seed0" / "done.json").unlink()
-    run.run("report", [sys.executable, str(COMPARE), "--report-only", "--runs-dir", "runs", "--results-dir", "results"])
+    run.run("report", shlex.split(f"{PYTHON} {shlex.quote(str(COMPARE))} --report-only --runs-dir runs --results-dir results"))
 
 
 @scenario
 def loop_pendulum(run: Scenario) -> None:
-    run.launcher("train", "train", "--algo", "loop", "--env", "Pendulum-v1", "-n", "200", "--seed", "0",
-                 "--eval-freq", "100", "--eval-episodes", "2", "--save-freq", "100", "--save-replay-buffer",
-                 "--num-threads", "1", "--log-folder", "logs", "-params", *TINY_LOOP)  # fmt: skip
-    run.launcher("enjoy", "enjoy", "--algo", "loop", "--env", "Pendulum-v1", "-f", "logs", "--no-render",
-                 "-n", "210", "--num-threads", "1")  # fmt: skip
-    run.launcher("plots", "plots", "all_plots", "-a", "loop", "-e", "Pendulum-v1", "-f", "logs", "--no-display",
-                 "--no-million", "-o", "results", "--figure-dir", "plots")  # fmt: skip
-    run.launcher("continue", "train", "--algo", "loop", "--env", "Pendulum-v1", "-n", "100", "--seed", "1",
-                 "-i", "logs/loop/Pendulum-v1_1/Pendulum-v1.zip", "--eval-freq", "-1", "--save-replay-buffer",
-                 "--num-threads", "1", "--log-folder", "logs", "-params", *TINY_LOOP)  # fmt: skip
+    common = "--algo loop --env Pendulum-v1 --num-threads 1"
+    run.launcher(
+        "train",
+        f"train {common} -n 200 --seed 0 --eval-freq 100 --eval-episodes 2 --save-freq 100 --save-replay-buffer "
+        f"--log-folder logs -params {TINY_LOOP}",
+    )
+    run.launcher("enjoy", f"enjoy {common} -f logs --no-render -n 210")
+    run.launcher(
+        "plots", "plots all_plots -a loop -e Pendulum-v1 -f logs --no-display --no-million -o results --figure-dir plots"
+    )
+    run.launcher(
+        "continue",
+        f"train {common} -n 100 --seed 1 -i logs/loop/Pendulum-v1_1/Pendulum-v1.zip --eval-freq -1 --save-replay-buffer "
+        f"--log-folder logs -params {TINY_LOOP}",
+    )
 
 
 @scenario
@@ -170,11 +224,14 @@ def shared_storage(run: Scenario) -> None:
     """Two workers started at the same time on one Optuna journal file."""
     processes = []
     for worker in (0, 1):
-        args = [sys.executable, "-m", "sb3_loop", "train", "--algo", "loop", "--env", "Pendulum-v1",
-                "--seed", str(worker), "--log-folder", f"worker{worker}", "--n-trials", "1",
-                "--storage", "optuna/loop.log", "--study-name", "loop-shared", *TINY_OPTIMIZE]  # fmt: skip
+        command = (
+            f"{PYTHON} -m sb3_loop train --algo loop --env Pendulum-v1 --seed {worker} --log-folder worker{worker} "
+            f"--n-trials 1 --storage optuna/loop.log --study-name loop-shared {TINY_OPTIMIZE}"
+        )
         processes.append(
-            subprocess.Popen(args, cwd=run.cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                shlex.split(command), cwd=run.cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
         )
     for worker, process in enumerate(processes):
         stdout, stderr = process.communicate(timeout=TIMEOUT)
@@ -184,42 +241,39 @@ def shared_storage(run: Scenario) -> None:
 @scenario
 def yaml_entries(run: Scenario) -> None:
     (run.cwd / "zoo_test_helpers.py").write_text(HELPERS)
+    checkpoint = {"save_freq": 50, "save_path": "checkpoints", "name_prefix": "yaml"}
     conf = {
         "InvertedPendulum-v5": {
             "n_timesteps": 150,
             "policy": "MlpPolicy",
-            **{key: yaml.safe_load(value) for key, value in (item.split(":", 1) for item in TINY_LOOP)},
+            **{key: yaml.safe_load(value) for key, value in (item.split(":", 1) for item in TINY_LOOP.split())},
             "policy_kwargs": "dict(net_arch=[16])",
             "env_wrapper": [{"zoo_test_helpers.MarkerWrapper": {"tag": "from-yaml"}}],
             "callback": [
-                {"stable_baselines3.common.callbacks.CheckpointCallback": {
-                    "save_freq": 50, "save_path": "checkpoints", "name_prefix": "yaml"}},  # fmt: skip
+                {"stable_baselines3.common.callbacks.CheckpointCallback": checkpoint},
                 {"zoo_test_helpers.RecordCallback": {"path": "callback.json"}},
             ],
         }
     }
     (run.cwd / "conf.yml").write_text(yaml.safe_dump(conf))
-    run.launcher("train", "train", "--algo", "loop", "--env", "InvertedPendulum-v5", "--conf-file", "conf.yml",
-                 "--seed", "0", "--eval-freq", "-1", "--num-threads", "1", "--log-folder", "logs")  # fmt: skip
-    run.launcher("record_video", "record_video", "--algo", "loop", "--env", "InvertedPendulum-v5", "-f", "logs",
-                 "-n", "40", "-o", "videos", ok=False)  # fmt: skip
+    common = "--algo loop --env InvertedPendulum-v5"
+    run.launcher("train", f"train {common} --conf-file conf.yml --seed 0 --eval-freq -1 --num-threads 1 --log-folder logs")
+    run.launcher("record_video", f"record_video {common} -f logs -n 40 -o videos", ok=False)
 
 
 @scenario
 def optimize(run: Scenario) -> None:
-    run.launcher("optimize", "train", "--algo", "loop", "--env", "Pendulum-v1", "--seed", "0",
-                 "--log-folder", "logs", "--n-trials", "2", *TINY_OPTIMIZE)  # fmt: skip
+    run.launcher("optimize", f"train --algo loop --env Pendulum-v1 --seed 0 --log-folder logs --n-trials 2 {TINY_OPTIMIZE}")
 
 
 @scenario
 def sac_pendulum(run: Scenario) -> None:
-    run.launcher("train", "train", "--algo", "sac", "--env", "Pendulum-v1", "-n", "200", "--seed", "0",
-                 "--eval-freq", "-1", "--num-threads", "1", "--log-folder", "logs", "-params", *TINY_SAC)  # fmt: skip
-    run.launcher("enjoy", "enjoy", "--algo", "sac", "--env", "Pendulum-v1", "-f", "logs", "--no-render",
-                 "-n", "210", "--num-threads", "1")  # fmt: skip
+    common = "--algo sac --env Pendulum-v1 --num-threads 1"
+    run.launcher("train", f"train {common} -n 200 --seed 0 --eval-freq -1 --log-folder logs -params {TINY_SAC}")
+    run.launcher("enjoy", f"enjoy {common} -f logs --no-render -n 210")
 
 
-HELPERS = '''
+HELPERS = """
 import json
 
 import gymnasium as gym
@@ -251,7 +305,7 @@ class RecordCallback(BaseCallback):
         }
         with open(self.path, "w") as file:
             json.dump(record, file)
-'''
+"""
 
 
 # ------------------------------------------------------------------ no subprocess: quick checks
@@ -311,9 +365,20 @@ def test_register_algorithms_fills_the_zoo_tables():
 
 
 def test_inference_class_loads_with_a_tiny_buffer(tmp_path):
-    model = LOOP("MlpPolicy", "Pendulum-v1", learning_starts=10, population_size=8, num_particles=1,
-                 planning_iterations=1, ensemble_size=2, num_elites=1, dynamics_hidden_sizes=[8],
-                 dynamics_max_epochs=1, policy_kwargs=dict(net_arch=[8]), seed=0)  # fmt: skip
+    model = LOOP(
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_starts=10,
+        population_size=8,
+        num_particles=1,
+        planning_iterations=1,
+        ensemble_size=2,
+        num_elites=1,
+        dynamics_hidden_sizes=[8],
+        dynamics_max_epochs=1,
+        policy_kwargs=dict(net_arch=[8]),
+        seed=0,
+    )
     model.learn(20)
     model.save(tmp_path / "model")
     loaded = zoo._inference_class(LOOP).load(tmp_path / "model.zip", seed=0)
@@ -331,8 +396,7 @@ def test_loop_sampler_gives_valid_loop_arguments():
     for _ in range(8):
         trial = study.ask()
         params = zoo.sample_loop_params(trial, n_actions=1, n_envs=1, additional_args={})
-        assert set(params) == {"horizon", "population_size", "num_particles", "kappa", "mixture_coef",
-                               "dynamics_train_freq", "learning_rate"} <= arguments  # fmt: skip
+        assert set(params) == SAMPLED and SAMPLED <= arguments
         assert zoo.convert_sampled_params(trial.params) == params
         LOOP("MlpPolicy", "Pendulum-v1", **params, _init_setup_model=False)  # the constructor validates them
         study.tell(trial, 0.0)
@@ -354,8 +418,11 @@ def test_wheel_ships_the_hyperparameters(tmp_path):
     shutil.copytree(REPO / "sb3_loop", source / "sb3_loop", ignore=shutil.ignore_patterns("__pycache__"))
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", "dist", "."],
-        cwd=source, capture_output=True, text=True, timeout=TIMEOUT,
-    )  # fmt: skip
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert result.returncode == 0, _output(result)
     (wheel,) = (source / "dist").glob("sb3_loop-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -469,8 +536,7 @@ def test_optimize_two_trials_with_loop_sampler(zoo_runs):
     trials = pd.read_csv(reports[0])
     assert (trials["state"] == "COMPLETE").sum() == 2
     sampled = {c[len("params_") :] for c in trials.columns if c.startswith("params_")}
-    assert sampled == {"horizon", "population_size", "num_particles", "kappa", "mixture_coef",
-                       "dynamics_train_freq", "learning_rate"}  # fmt: skip
+    assert sampled == SAMPLED
 
 
 @uses("shared_storage")
