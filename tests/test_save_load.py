@@ -215,3 +215,25 @@ def test_custom_termination_fn_survives(tmp_path):
     assert loaded.termination_fn is pole_fell
     assert loaded.policy.rollout_planner.termination_fn is pole_fell
     assert loaded.policy.planner.termination_fn is pole_fell
+
+
+def test_load_applies_planner_and_training_overrides(tmp_path):
+    model = LOOP("MlpPolicy", "Pendulum-v1", **tiny_kwargs())
+    model.save(tmp_path / "model")
+    loaded = LOOP.load(tmp_path / "model", horizon=5, planning_iterations=3, kappa=2.5, dynamics_max_gradient_steps=7)
+    assert loaded.policy.arc_config.horizon == 5
+    assert loaded.policy.arc_config.iterations == 3
+    assert loaded.policy.planner.config.kappa == 2.5
+    assert loaded.policy.rollout_planner.config.horizon == 5
+    assert loaded.dynamics_training_config.max_gradient_steps == 7
+    # Settings not overridden keep their saved values.
+    assert loaded.policy.arc_config.population_size == model.policy.arc_config.population_size
+
+
+def test_load_rejects_bad_overrides(tmp_path):
+    model = LOOP("MlpPolicy", "Pendulum-v1", **tiny_kwargs())
+    model.save(tmp_path / "model")
+    with pytest.raises(ValueError, match="planning_iterations"):
+        LOOP.load(tmp_path / "model", planning_iterations=0)
+    with pytest.raises(ValueError, match="ensemble_size"):
+        LOOP.load(tmp_path / "model", ensemble_size=model.policy.dynamics.ensemble_size + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import pathlib
 import zipfile
@@ -32,6 +33,21 @@ _LOOP_PARAMETER_NAMES = {
     "max_epochs": "dynamics_max_epochs",
     "max_gradient_steps": "dynamics_max_gradient_steps",
     "holdout_ratio": "dynamics_holdout_ratio",
+}
+
+
+#: LOOP arguments that configure the planner, and the ARCConfig field of those whose names differ.
+_ARC_ARGUMENTS = (
+    "horizon", "population_size", "num_particles", "planning_iterations",
+    "mixture_coef", "kappa", "var_momentum", "propagation",
+)  # fmt: skip
+_ARC_FIELDS = {"planning_iterations": "iterations"}
+#: LOOP arguments of ensemble training -> EnsembleTrainingConfig fields.
+_TRAINING_FIELDS = {
+    "dynamics_batch_size": "batch_size",
+    "dynamics_max_epochs": "max_epochs",
+    "dynamics_max_gradient_steps": "max_gradient_steps",
+    "dynamics_holdout_ratio": "holdout_ratio",
 }
 
 
@@ -418,12 +434,52 @@ class LOOP(SAC):
         force_reset: bool = True,
         **kwargs: Any,
     ) -> SelfLOOP:
-        """As ``SAC.load``, but first checks that the file holds a model of this class."""
-        cls._check_saved_class(path, custom_objects)
+        """
+        As ``SAC.load``, but first checks that the file holds a model of this class. Planner settings
+        (``horizon``, ``population_size``, ...) and ensemble training settings passed as ``kwargs``
+        replace the saved ones; the ensemble's shape cannot change.
+        """
+        data = cls._check_saved_class(path, custom_objects)
+        kwargs = cls._merge_saved_settings(data, kwargs)
         return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
+    @staticmethod
+    def _merge_saved_settings(data: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Turn constructor-style overrides into the saved attributes they live in."""
+        kwargs = dict(kwargs)
+        arc_names = {name: _ARC_FIELDS.get(name, name) for name in _ARC_ARGUMENTS}
+        arc_overrides = {arc_names[name]: kwargs.pop(name) for name in list(kwargs) if name in arc_names}
+        if arc_overrides:
+            merged = {**data.get("arc_kwargs", {}), **arc_overrides}
+            with _named_as_loop_parameters():
+                ARCConfig(**merged)
+            kwargs["arc_kwargs"] = merged
+        training_overrides = {
+            field: kwargs.pop(name) for name, field in _TRAINING_FIELDS.items() if name in kwargs
+        }
+        if training_overrides and "dynamics_training_config" in data:
+            with _named_as_loop_parameters():
+                kwargs["dynamics_training_config"] = dataclasses.replace(
+                    data["dynamics_training_config"], **training_overrides
+                )
+        saved_shape = data.get("dynamics_policy_kwargs", {})
+        for name in list(kwargs):
+            if name in saved_shape:
+                value = kwargs.pop(name)
+                saved = saved_shape[name]
+                if name == "dynamics_hidden_sizes":
+                    value, saved = tuple(value), tuple(saved)
+                if value != saved:
+                    raise ValueError(
+                        f"cannot change {name} when loading (saved: {saved!r}, given: {value!r}); "
+                        "the saved ensemble has that shape"
+                    )
+        return kwargs
+
     @classmethod
-    def _check_saved_class(cls, path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None) -> None:
+    def _check_saved_class(
+        cls, path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None
+    ) -> dict[str, Any]:
         if isinstance(path, (str, pathlib.Path)):
             candidate = pathlib.Path(path)
             if not candidate.exists() and candidate.with_suffix(".zip").exists():
@@ -435,10 +491,12 @@ class LOOP(SAC):
         data, _, _ = load_from_zip_file(path, load_data=True, custom_objects=custom_objects, device="cpu")
         if isinstance(path, io.BufferedIOBase):
             path.seek(0)
-        policy_class = (data or {}).get("policy_class")
+        data = data or {}
+        policy_class = data.get("policy_class")
         if not (isinstance(policy_class, type) and issubclass(policy_class, LOOPPolicy)):
             name = getattr(policy_class, "__name__", repr(policy_class))
             raise ValueError(
                 f"{str(path)!r} does not hold a {cls.__name__} model (its policy class is {name}); "
                 f"load it with the algorithm that saved it."
             )
+        return data
