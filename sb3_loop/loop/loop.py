@@ -107,7 +107,7 @@ class LOOP(SAC):
     :param dynamics_max_epochs: Epoch cap per refit (early stopping usually stops first).
     :param dynamics_max_gradient_steps: Cap on ensemble minibatch updates per refit. The paper trains to
         convergence (``None``); on a CPU an epoch over a large buffer takes seconds, so the default bounds a
-        refit's cost (200 updates of 256 transitions per 250 env steps, warm-started from the last fit).
+        refit's cost (100 updates of 256 transitions per 250 env steps, warm-started from the last fit).
     :param dynamics_holdout_ratio: Fraction of the buffer held out for early stopping and elites.
     :param termination_fn: Env id or callable ``next_obs -> done``; ``None`` infers it from the env id.
     :param stats_window_size: Window size for rollout logging.
@@ -155,7 +155,7 @@ class LOOP(SAC):
         dynamics_batch_size: int = 256,
         dynamics_train_freq: int = 250,
         dynamics_max_epochs: int | None = 100,
-        dynamics_max_gradient_steps: int | None = 200,
+        dynamics_max_gradient_steps: int | None = 100,
         dynamics_holdout_ratio: float = 0.2,
         termination_fn: str | Callable[[th.Tensor], th.Tensor] | None = None,
         stats_window_size: int = 100,
