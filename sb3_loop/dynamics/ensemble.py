@@ -75,12 +75,7 @@ class ProbabilisticEnsemble(nn.Module):
         super().__init__()
         _check_positive_int("obs_dim", obs_dim)
         _check_positive_int("action_dim", action_dim)
-        _check_positive_int("ensemble_size", ensemble_size)
-        _check_positive_int("num_elites", num_elites)
-        if num_elites > ensemble_size:
-            raise ValueError(f"num_elites={num_elites} must not exceed ensemble_size={ensemble_size}")
-        if len(hidden_sizes) == 0 or any(int(h) < 1 for h in hidden_sizes):
-            raise ValueError(f"hidden_sizes={tuple(hidden_sizes)} must be a non-empty list of positive widths")
+        check_ensemble_shape(ensemble_size, num_elites, hidden_sizes)
         if num_extra_targets < 0:
             raise ValueError(f"num_extra_targets={num_extra_targets} must be >= 0")
         self.obs_dim = obs_dim
@@ -233,6 +228,22 @@ class ProbabilisticEnsemble(nn.Module):
                             if torch.is_tensor(value) and value.shape[:1] == param.shape[:1] and value.dim() > 0:
                                 value.copy_(value[order])
             self.holdout_mse.copy_(self.holdout_mse[order])
+
+
+def check_ensemble_shape(ensemble_size: int, num_elites: int, hidden_sizes: Sequence[int]) -> None:
+    """
+    Raise ``ValueError`` naming the first invalid ensemble shape argument.
+
+    :param ensemble_size: Number of members, >= 1.
+    :param num_elites: Members used for planning, 1 <= num_elites <= ensemble_size.
+    :param hidden_sizes: Non-empty positive hidden widths.
+    """
+    _check_positive_int("ensemble_size", ensemble_size)
+    _check_positive_int("num_elites", num_elites)
+    if num_elites > ensemble_size:
+        raise ValueError(f"num_elites={num_elites} must not exceed ensemble_size={ensemble_size}")
+    if len(hidden_sizes) == 0 or any(int(h) < 1 for h in hidden_sizes):
+        raise ValueError(f"hidden_sizes={tuple(hidden_sizes)} must be a non-empty list of positive widths")
 
 
 def default_weight_decays(num_layers: int) -> tuple[float, ...]:

@@ -21,6 +21,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_loop.dynamics import EnsembleTrainingConfig, EnsembleTrainingStats, train_ensemble
+from sb3_loop.dynamics.ensemble import check_ensemble_shape
 from sb3_loop.loop.policies import LOOPPolicy, MlpPolicy, check_loop_spaces
 from sb3_loop.planning import ARCConfig
 
@@ -33,6 +34,7 @@ _LOOP_PARAMETER_NAMES = {
     "max_epochs": "dynamics_max_epochs",
     "max_gradient_steps": "dynamics_max_gradient_steps",
     "holdout_ratio": "dynamics_holdout_ratio",
+    "hidden_sizes": "dynamics_hidden_sizes",
 }
 
 
@@ -184,14 +186,8 @@ class LOOP(SAC):
             dynamics_hidden_sizes=tuple(dynamics_hidden_sizes),
             dynamics_learning_rate=dynamics_learning_rate,
         )
-        if ensemble_size < 1 or num_elites < 1 or num_elites > ensemble_size:
-            raise ValueError(
-                f"need 1 <= num_elites <= ensemble_size, got num_elites={num_elites}, ensemble_size={ensemble_size}"
-            )
-        if len(dynamics_hidden_sizes) == 0 or any(int(width) < 1 for width in dynamics_hidden_sizes):
-            raise ValueError(
-                f"dynamics_hidden_sizes={tuple(dynamics_hidden_sizes)} must be a non-empty list of positive widths"
-            )
+        with _named_as_loop_parameters():
+            check_ensemble_shape(ensemble_size, num_elites, dynamics_hidden_sizes)
         if not isinstance(dynamics_train_freq, int) or dynamics_train_freq < 1:
             raise ValueError(f"dynamics_train_freq={dynamics_train_freq!r} must be an integer >= 1")
         self.dynamics_train_freq = dynamics_train_freq
