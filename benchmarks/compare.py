@@ -17,6 +17,11 @@ The zoo's EvalCallback rewrites ``evaluations.npz`` at every evaluation, so part
 interruption. A finished run gets ``done.json`` (with its wall-clock) and is skipped when the command
 is repeated; an unfinished one is deleted and restarted (unless ``running.json`` names a live process).
 ``--report-only`` labels incomplete runs. Wall-clock is per run, process start-up and evaluations included.
+
+``benchmarks/runs/`` is not committed (models, logs). What a report needs is: every run's evaluations,
+status and wall-clock go to a small record, ``benchmarks/results/runs/<env>/<algo>_seed<k>.json``, when
+the run ends and at every report. Commit the records: on a fresh checkout, finished runs are skipped
+and reports are rebuilt from them, so a comparison can be completed over several sittings.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -43,6 +49,7 @@ DEFAULT_RESULTS_DIR = BENCHMARKS_DIR / "results"
 DONE_FILE = "done.json"
 RUN_FILE = "run.json"
 RUNNING_FILE = "running.json"
+RECORDS_DIR = "runs"  # under the results folder: one committed JSON record per run
 LOG_FILE = "train.log"
 DEFAULT_ALGOS = ("loop", "sac", "td3")
 
@@ -100,10 +107,19 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def run_one(spec: RunSpec, runs_dir: Path) -> str:
-    """Run one (env, algo, seed) unless it is finished or running elsewhere; returns its status."""
+def run_one(spec: RunSpec, runs_dir: Path, results_dir: Path | None = None) -> str:
+    """Run one (env, algo, seed) unless it is finished or running elsewhere; returns its status.
+
+    With ``results_dir``, a run finished in an earlier sitting (its record under ``results_dir/runs``) is
+    skipped too, and the run's record is written there when it ends.
+    """
     directory = spec.directory(runs_dir)
     label = f"{spec.env} {spec.algo} seed{spec.seed}"
+    recorded = read_record(results_dir, spec.env, spec.algo, spec.seed) if results_dir is not None else None
+    if recorded is not None and recorded.done and recorded.steps == spec.steps and not (directory / DONE_FILE).exists():
+        print(f"[skip] {label}: finished in an earlier sitting ({record_path(results_dir, spec.env, spec.algo, spec.seed)})",
+              flush=True)  # fmt: skip
+        return "skipped"
     done = _read_json(directory / DONE_FILE)
     if done is not None:
         if int(done.get("steps", -1)) != spec.steps:
@@ -136,6 +152,14 @@ def run_one(spec: RunSpec, runs_dir: Path) -> str:
         returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
     wall_clock = time.perf_counter() - start
     (directory / RUNNING_FILE).unlink(missing_ok=True)
+    try:
+        return _finish_run(spec, directory, label, returncode, wall_clock, command)
+    finally:
+        if results_dir is not None:
+            export_records(runs_dir, results_dir, spec.env)
+
+
+def _finish_run(spec: RunSpec, directory: Path, label: str, returncode: int, wall_clock: float, command: list[str]) -> str:
     if returncode != 0:
         tail = (directory / LOG_FILE).read_text().splitlines()[-15:]
         print(f"[failed] {label}: exit code {returncode} after {wall_clock:.0f} s; log {directory / LOG_FILE}:\n  "
@@ -179,9 +203,16 @@ class RunResult:
     done: bool
     steps: int | None
     eval_freq: int | None = None
+    eval_episodes: int | None = None
+    command: list[str] | None = None
     timesteps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    returns: np.ndarray = field(default_factory=lambda: np.zeros(0))  # mean over eval episodes
+    episode_returns: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # [evaluations, episodes]
     wall_clock_s: float | None = None
+
+    @property
+    def returns(self) -> np.ndarray:
+        """Return at each evaluation: the mean over its episodes."""
+        return self.episode_returns.mean(axis=1) if len(self.episode_returns) else np.zeros(0)
 
     @property
     def last_step(self) -> int:
@@ -192,40 +223,143 @@ class RunResult:
         return "done" if self.done else "incomplete"
 
 
-def load_runs(runs_dir: Path, env: str, algos: list[str] | None = None) -> dict[str, list[RunResult]]:
-    """Every run of ``env`` found under ``runs_dir`` (finished or not), by algorithm."""
-    results: dict[str, list[RunResult]] = {}
+def read_run_directory(seed_dir: Path, env: str, algo: str) -> RunResult | None:
+    """The run in ``runs_dir/env/algo/seedK`` (finished or not), or None if it is not a run folder."""
+    if not seed_dir.name[4:].isdigit():
+        return None
+    done = _read_json(seed_dir / DONE_FILE)
+    info = {**(_read_json(seed_dir / RUN_FILE) or {}), **(done or {})}
+    run = RunResult(
+        algo=algo,
+        seed=int(seed_dir.name[4:]),
+        done=done is not None,
+        steps=info.get("steps"),
+        eval_freq=info.get("eval_freq"),
+        eval_episodes=info.get("eval_episodes"),
+        command=info.get("command"),
+    )
+    if done is not None:
+        run.wall_clock_s = float(done["wall_clock_s"])
+    evaluations = sorted(seed_dir.glob(f"{algo}/{env}_*/evaluations.npz"), key=lambda p: p.stat().st_mtime)
+    if evaluations:
+        try:
+            with np.load(evaluations[-1]) as data:
+                run.timesteps = np.asarray(data["timesteps"], dtype=np.int64)
+                run.episode_returns = np.asarray(data["results"], dtype=np.float64)
+        except (OSError, ValueError, KeyError, EOFError):  # being rewritten right now
+            pass
+    return run
+
+
+def _algo_order(found: set[str]) -> list[str]:
+    return [a for a in DEFAULT_ALGOS if a in found] + sorted(found - set(DEFAULT_ALGOS))
+
+
+def load_runs(
+    runs_dir: Path, env: str, algos: list[str] | None = None, results_dir: Path | None = None
+) -> dict[str, list[RunResult]]:
+    """Every run of ``env`` (finished or not), by algorithm: the run folders under ``runs_dir`` and, with
+    ``results_dir``, the committed records of earlier sittings. Where both hold a run, the more complete
+    one wins (finished over unfinished, then more evaluations)."""
+    found: dict[tuple[str, int], RunResult] = {}
     env_dir = runs_dir / env
-    if not env_dir.is_dir():
-        return results
-    found = sorted(p.name for p in env_dir.iterdir() if p.is_dir())
-    order = [a for a in DEFAULT_ALGOS if a in found] + [a for a in found if a not in DEFAULT_ALGOS]
-    for algo in order if algos is None else [a for a in algos if a in found]:
-        algo_dir = env_dir / algo
-        for seed_dir in sorted(algo_dir.glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0):
-            if not seed_dir.name[4:].isdigit():
-                continue
-            done = _read_json(seed_dir / DONE_FILE)
-            info = {**(_read_json(seed_dir / RUN_FILE) or {}), **(done or {})}
-            run = RunResult(
-                algo=algo,
-                seed=int(seed_dir.name[4:]),
-                done=done is not None,
-                steps=info.get("steps"),
-                eval_freq=info.get("eval_freq"),
-            )
-            if done is not None:
-                run.wall_clock_s = float(done["wall_clock_s"])
-            evaluations = sorted(seed_dir.glob(f"{algo}/{env}_*/evaluations.npz"), key=lambda p: p.stat().st_mtime)
-            if evaluations:
-                try:
-                    with np.load(evaluations[-1]) as data:
-                        run.timesteps = np.asarray(data["timesteps"], dtype=np.int64)
-                        run.returns = np.asarray(data["results"], dtype=np.float64).mean(axis=1)
-                except (OSError, ValueError, KeyError, EOFError):  # being rewritten right now
-                    pass
+    if env_dir.is_dir():
+        for algo_dir in (p for p in env_dir.iterdir() if p.is_dir()):
+            for seed_dir in algo_dir.glob("seed*"):
+                run = read_run_directory(seed_dir, env, algo_dir.name)
+                if run is not None:
+                    found[(run.algo, run.seed)] = run
+    if results_dir is not None:
+        for record in read_records(results_dir, env):
+            current = found.get((record.algo, record.seed))
+            if current is None or _completeness(record) > _completeness(current):
+                found[(record.algo, record.seed)] = record
+    selected = _algo_order({algo for algo, _ in found}) if algos is None else algos
+    results: dict[str, list[RunResult]] = {}
+    for (algo, seed), run in sorted(found.items(), key=lambda item: item[0][1]):
+        if algo in selected:
             results.setdefault(algo, []).append(run)
-    return results
+    return {algo: results[algo] for algo in selected if algo in results}
+
+
+def _completeness(run: RunResult) -> tuple[bool, int]:
+    return run.done, len(run.timesteps)
+
+
+# --------------------------------------------------------------------- records (committed)
+def record_path(results_dir: Path, env: str, algo: str, seed: int) -> Path:
+    return results_dir / RECORDS_DIR / env / f"{algo}_seed{seed}.json"
+
+
+def write_record(results_dir: Path, env: str, run: RunResult) -> Path:
+    """Store a run's evaluations in a small JSON file under ``results_dir/runs`` (meant to be committed),
+    so a comparison can be completed and reported over several sittings on fresh checkouts."""
+    path = record_path(results_dir, env, run.algo, run.seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(
+        path,
+        {"env": env, "algo": run.algo, "seed": run.seed, "status": run.status, "steps": run.steps,
+         "eval_freq": run.eval_freq, "eval_episodes": run.eval_episodes, "wall_clock_s": run.wall_clock_s,
+         "command": portable_command(run.command), "recorded": _now(), "timesteps": run.timesteps.tolist(),
+         "episode_returns": run.episode_returns.tolist()},
+    )  # fmt: skip
+    return path
+
+
+def portable_command(command: list[str] | None) -> list[str] | None:
+    """``command`` as it would be typed in the repository: ``python`` and repository-relative paths, so
+    committed records name no machine-specific path."""
+    if command is None:
+        return None
+    repository = BENCHMARKS_DIR.parent
+    portable = []
+    for argument in command:
+        if argument == sys.executable or Path(argument).name.startswith("python") and os.path.isabs(argument):
+            portable.append("python")
+        elif os.path.isabs(argument) and Path(argument).is_relative_to(repository):
+            portable.append(str(Path(argument).relative_to(repository)))
+        else:
+            portable.append(argument)
+    return portable
+
+
+def read_record(results_dir: Path, env: str, algo: str, seed: int) -> RunResult | None:
+    data = _read_json(record_path(results_dir, env, algo, seed))
+    return None if data is None else _record_to_run(data)
+
+
+def read_records(results_dir: Path, env: str) -> list[RunResult]:
+    directory = results_dir / RECORDS_DIR / env
+    records = (_read_json(path) for path in sorted(directory.glob("*_seed*.json"))) if directory.is_dir() else ()
+    return [_record_to_run(data) for data in records if data is not None]
+
+
+def _record_to_run(data: dict) -> RunResult:
+    returns = np.asarray(data.get("episode_returns") or [], dtype=np.float64)
+    return RunResult(
+        algo=data["algo"],
+        seed=int(data["seed"]),
+        done=data.get("status") == "done",
+        steps=data.get("steps"),
+        eval_freq=data.get("eval_freq"),
+        eval_episodes=data.get("eval_episodes"),
+        command=data.get("command"),
+        timesteps=np.asarray(data.get("timesteps") or [], dtype=np.int64),
+        episode_returns=returns.reshape(len(returns), -1),
+        wall_clock_s=data.get("wall_clock_s"),
+    )
+
+
+def export_records(runs_dir: Path, results_dir: Path, env: str) -> list[Path]:
+    """Write a record for each run folder of ``env`` that has evaluations, unless the existing record is
+    more complete (e.g. a finished run from an earlier sitting and a restarted folder)."""
+    written = []
+    for algo, runs in load_runs(runs_dir, env).items():
+        for run in runs:
+            existing = read_record(results_dir, env, algo, run.seed)
+            if len(run.timesteps) and (existing is None or _completeness(run) >= _completeness(existing)):
+                written.append(write_record(results_dir, env, run))
+    return written
 
 
 def value_at(run: RunResult, step: int) -> float | None:
@@ -392,12 +526,17 @@ def _plot(env: str, runs: dict[str, list[RunResult]], levels: list[float], path:
 
 # ---------------------------------------------------------------------------------------- CLI
 def _parse_per_algo(values: list[str], algos: list[str], cast=int) -> dict[str, object]:
-    """``["loop=10000", "sac=20000"]`` or ``["10000"]`` (all algos) -> {algo: value}."""
+    """``["loop=10000", "sac=20000"]`` or ``["10000"]`` (all algos) -> {algo: value}.
+
+    Entries for algorithms that are not selected (e.g. ``sac=...`` with ``--only ENV loop SEED``) are
+    ignored, so one command line can serve every run of a comparison.
+    """
     result: dict[str, object] = {}
     for value in values:
-        if value.partition("=")[0] in algos:
-            algo, _, raw = value.partition("=")
-            result[algo] = cast(raw)
+        name, separator, raw = value.partition("=")
+        if separator and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            if name in algos:
+                result[name] = cast(raw)
         else:
             for algo in algos:
                 result[algo] = cast(value)
@@ -422,6 +561,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     return parser.parse_args(argv)
+
+
+def _env_folders(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir() if p.is_dir()} if directory.is_dir() else set()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -450,14 +593,15 @@ def main(argv: list[str] | None = None) -> int:
             for algo in args.algos
         ]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            status = list(pool.map(lambda spec: run_one(spec, args.runs_dir), specs))
+            status = list(pool.map(lambda spec: run_one(spec, args.runs_dir, args.results_dir), specs))
 
     if not args.no_report:
         envs = args.envs
         if not envs:
-            envs = sorted(p.name for p in args.runs_dir.iterdir() if p.is_dir()) if args.runs_dir.is_dir() else []
+            envs = sorted(_env_folders(args.runs_dir) | _env_folders(args.results_dir / RECORDS_DIR))
         for env in envs:
-            runs = load_runs(args.runs_dir, env, report_algos)
+            export_records(args.runs_dir, args.results_dir, env)
+            runs = load_runs(args.runs_dir, env, report_algos, args.results_dir)
             md_path, png_path = write_report(env, runs, args.results_dir, args.levels, args.checkpoints, command)
             print(f"[report] {md_path} {png_path}", flush=True)
     return 1 if {"failed", "interrupted"} & set(status) else 0

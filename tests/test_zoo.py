@@ -196,8 +196,18 @@ def compare(run: Scenario) -> None:
     run.run("first", [*shlex.split(command), *extra])
     shutil.copy(run.cwd / "results" / "compare_Pendulum-v1.md", run.cwd / "first.md")
     run.run("again", [*shlex.split(command), *extra])
+    shutil.copytree(run.cwd / "results" / "runs", run.cwd / "first_records")
+    # an unfinished sac run: no done.json, no finished record
     (run.cwd / "runs" / "Pendulum-v1" / "sac" / "seed0" / "done.json").unlink()
-    run.run("report", shlex.split(f"{PYTHON} {shlex.quote(str(COMPARE))} --report-only --runs-dir runs --results-dir results"))
+    (run.cwd / "results" / "runs" / "Pendulum-v1" / "sac_seed0.json").unlink()
+    report = f"{PYTHON} {shlex.quote(str(COMPARE))} --report-only --runs-dir runs --results-dir results --levels -1500"
+    run.run("report", shlex.split(report))
+    shutil.copy(run.cwd / "results" / "compare_Pendulum-v1.md", run.cwd / "report.md")
+    # a later sitting on a fresh checkout: only the committed records are left
+    shutil.move(run.cwd / "runs", run.cwd / "old_runs")
+    run.run("fresh_report", shlex.split(report))
+    shutil.copy(run.cwd / "results" / "compare_Pendulum-v1.md", run.cwd / "fresh.md")
+    run.run("fresh_again", [*shlex.split(command.replace("--algos loop sac", "--algos loop")), *extra])
 
 
 @scenario
@@ -570,10 +580,10 @@ def test_compare_writes_report_and_skips_finished_runs(zoo_runs):
     assert "| loop | 0 | done | 300 |" in markdown and "| sac | 0 | done | 300 |" in markdown
     assert "return ≥ -1500" in markdown and "not reached (0/1 seeds)" in markdown  # level 0: never on Pendulum
     for algo in ("loop", "sac"):
-        directory = run.cwd / "runs" / "Pendulum-v1" / algo / "seed0"
+        directory = run.cwd / "old_runs" / "Pendulum-v1" / algo / "seed0"  # moved away by the scenario's end
         assert (directory / algo / "Pendulum-v1_1" / "evaluations.npz").is_file()
         assert (directory / "train.log").is_file() and (directory / "run.json").is_file()
-    done = json.loads((run.cwd / "runs" / "Pendulum-v1" / "loop" / "seed0" / "done.json").read_text())
+    done = json.loads((run.cwd / "old_runs" / "Pendulum-v1" / "loop" / "seed0" / "done.json").read_text())
     assert done["wall_clock_s"] > 0 and done["steps"] == 300
 
     again = run.step("again")
@@ -583,5 +593,24 @@ def test_compare_writes_report_and_skips_finished_runs(zoo_runs):
 
     report = run.step("report")
     assert "[run]" not in report.stdout
-    markdown = (run.cwd / "results" / "compare_Pendulum-v1.md").read_text()
+
+    # committed records: one small JSON per run, with portable commands
+    for algo in ("loop", "sac"):
+        text = (run.cwd / "first_records" / "Pendulum-v1" / f"{algo}_seed0.json").read_text()
+        record = json.loads(text)
+        assert record["status"] == "done" and record["steps"] == 300 and record["wall_clock_s"] > 0
+        assert record["timesteps"] == [100, 200, 300] and np.shape(record["episode_returns"]) == (3, 1)
+        assert record["command"][:4] == ["python", "-m", "sb3_loop", "train"]
+        assert str(run.cwd) not in text and sys.executable not in text
+    unfinished = json.loads((run.cwd / "results" / "runs" / "Pendulum-v1" / "sac_seed0.json").read_text())
+    assert unfinished["status"] == "incomplete" and unfinished["timesteps"] == [100, 200, 300]
+
+    # the report from the run folders and the one from the records alone agree
+    markdown = (run.cwd / "fresh.md").read_text()
     assert "| sac | 0 | incomplete | 300 |" in markdown and "(1*)" in markdown
+    assert "| loop | 0 | done | 300 |" in markdown
+    from_folders = (run.cwd / "report.md").read_text()
+    assert from_folders[from_folders.index("## Runs") :] == markdown[markdown.index("## Runs") :]
+    fresh_again = run.step("fresh_again")
+    assert "[skip] Pendulum-v1 loop seed0: finished in an earlier sitting" in fresh_again.stdout
+    assert "[run]" not in fresh_again.stdout and not (run.cwd / "runs" / "Pendulum-v1" / "loop").exists()
