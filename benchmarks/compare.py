@@ -22,6 +22,7 @@ is repeated; an unfinished one is deleted and restarted (unless ``running.json``
 status and wall-clock go to a small record, ``benchmarks/results/runs/<env>/<algo>_seed<k>.json``, when
 the run ends and at every report. Commit the records: on a fresh checkout, finished runs are skipped
 and reports are rebuilt from them, so a comparison can be completed over several sittings.
+A hand-written ``benchmarks/results/notes/compare_<env>.md`` (commands, caveats) is appended to the report.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ DONE_FILE = "done.json"
 RUN_FILE = "run.json"
 RUNNING_FILE = "running.json"
 RECORDS_DIR = "runs"  # under the results folder: one committed JSON record per run
+NOTES_DIR = "notes"  # under the results folder: compare_<env>.md appended to the generated report
 LOG_FILE = "train.log"
 DEFAULT_ALGOS = ("loop", "sac", "td3")
 
@@ -479,6 +481,9 @@ def write_report(
             clock = f"{r.wall_clock_s:.0f}" if r.wall_clock_s is not None else "-"
             lines.append(f"| {algo} | {r.seed} | {r.status} | {r.last_step} | {final} | {best} | {clock} |")
     lines += ["", f"![learning curves]({png_path.name})", ""]
+    notes = results_dir / NOTES_DIR / md_path.name
+    if notes.is_file():  # hand-written: how the runs were made, what the figures mean
+        lines += [notes.read_text().rstrip(), ""]
 
     tmp = md_path.with_name(md_path.name + f".tmp{os.getpid()}")
     tmp.write_text("\n".join(lines))

@@ -201,6 +201,8 @@ def compare(run: Scenario) -> None:
     (run.cwd / "runs" / "Pendulum-v1" / "sac" / "seed0" / "done.json").unlink()
     (run.cwd / "results" / "runs" / "Pendulum-v1" / "sac_seed0.json").unlink()
     report = f"{PYTHON} {shlex.quote(str(COMPARE))} --report-only --runs-dir runs --results-dir results --levels -1500"
+    (run.cwd / "results" / "notes").mkdir()
+    (run.cwd / "results" / "notes" / "compare_Pendulum-v1.md").write_text("## How these runs were made\n\nBy a test.\n")
     run.run("report", shlex.split(report))
     shutil.copy(run.cwd / "results" / "compare_Pendulum-v1.md", run.cwd / "report.md")
     # a later sitting on a fresh checkout: only the committed records are left
@@ -610,6 +612,7 @@ def test_compare_writes_report_and_skips_finished_runs(zoo_runs):
     assert "| sac | 0 | incomplete | 300 |" in markdown and "(1*)" in markdown
     assert "| loop | 0 | done | 300 |" in markdown
     from_folders = (run.cwd / "report.md").read_text()
+    assert from_folders.endswith("![learning curves](compare_Pendulum-v1.png)\n\n## How these runs were made\n\nBy a test.\n")
     assert from_folders[from_folders.index("## Runs") :] == markdown[markdown.index("## Runs") :]
     fresh_again = run.step("fresh_again")
     assert "[skip] Pendulum-v1 loop seed0: finished in an earlier sitting" in fresh_again.stdout
