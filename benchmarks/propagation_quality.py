@@ -3,6 +3,11 @@ planner with ``propagation="paper"`` and ``"random_elite"`` on the same evaluati
 
 Usage: python benchmarks/propagation_quality.py [--env Pendulum-v1] [--steps 3000] [--seed 0]
        [--episodes 5] [--out benchmarks/results/propagation_quality.md]
+       # or evaluate a model trained elsewhere (e.g. by benchmarks/compare.py), skipping the slow mode:
+       python benchmarks/propagation_quality.py --env HalfCheetah-v5 --model path/to/HalfCheetah-v5.zip \
+           --modes random_elite --episodes 3 --out benchmarks/results/planner_vs_actor_HalfCheetah-v5.md
+
+Every run also evaluates the model's SAC actor alone, which shows what planning adds to that model.
 
 This isolates planning quality (same ensemble, same critic, same start states); it is not a learning
 curve of each mode (that would need a full training run per mode and seed).
@@ -42,14 +47,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=5)
+    parser.add_argument("--model", type=Path, default=None, help="a saved LOOP model to evaluate instead of training one")
+    parser.add_argument("--modes", nargs="+", default=["paper", "random_elite"], choices=["paper", "random_elite"])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "propagation_quality.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model = LOOP("MlpPolicy", args.env, learning_starts=1000, seed=args.seed)
-    model.learn(args.steps)
+    if args.model is None:
+        model = LOOP("MlpPolicy", args.env, learning_starts=1000, seed=args.seed)
+        model.learn(args.steps)
+        origin = f"One LOOP model trained for {args.steps} steps (seed {args.seed}, default config)"
+        command = f"--steps {args.steps} --seed {args.seed}"
+    else:
+        model = LOOP.load(args.model, device="cpu")
+        origin = f"The saved LOOP model `{args.model.name}` ({model.num_timesteps} env steps)"
+        command = f"--model {args.model.name} --modes {' '.join(args.modes)}"
     rows = []
     base = model.policy.planner.config
-    for propagation in ("paper", "random_elite"):
+    for propagation in args.modes:
         model.policy.planner.config = dataclasses.replace(base, propagation=propagation)
         mean, std, ms = evaluate(model, args.env, args.episodes, seed=1000)
         rows.append((propagation, mean, std, ms))
@@ -58,12 +72,11 @@ def main() -> None:
         mean, std, ms = evaluate(model, args.env, args.episodes, seed=1000)
     rows.append(("(SAC actor alone)", mean, std, ms))
     lines = [
-        f"# Planning quality of the two propagation modes on {args.env}",
+        f"# Planning quality on {args.env}: propagation {' and '.join(args.modes)} vs the SAC actor alone",
         "",
-        f"Command: `python benchmarks/propagation_quality.py --env {args.env} --steps {args.steps} --seed {args.seed} "
-        f"--episodes {args.episodes}`  ",
-        f"One LOOP model trained for {args.steps} steps (seed {args.seed}, default config), then its planner evaluated "
-        f"deterministically with each propagation mode on the same {args.episodes} reset seeds (1000..). One thread.",
+        f"Command: `python benchmarks/propagation_quality.py --env {args.env} {command} --episodes {args.episodes}`  ",
+        f"{origin}, then its planner evaluated deterministically with each propagation mode, and its SAC actor "
+        f"alone, on the same {args.episodes} reset seeds (1000..). One thread.",
         "",
         "| planner | mean return | std | ms per action |",
         "|---|---|---|---|",
