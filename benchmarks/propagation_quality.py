@@ -60,7 +60,8 @@ def main() -> None:
     else:
         model = LOOP.load(args.model, device="cpu")
         origin = f"The saved LOOP model `{args.model.name}` ({model.num_timesteps} env steps)"
-        command = f"--model {args.model.name} --modes {' '.join(args.modes)}"
+        shown = args.model.name if args.model.is_absolute() else args.model  # no machine-specific path
+        command = f"--model {shown} --modes {' '.join(args.modes)}"
     rows = []
     base = model.policy.planner.config
     for propagation in args.modes:
