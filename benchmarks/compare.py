@@ -157,8 +157,9 @@ def run_one(spec: RunSpec, runs_dir: Path, results_dir: Path | None = None) -> s
     try:
         return _finish_run(spec, directory, label, returncode, wall_clock, command)
     finally:
-        if results_dir is not None:
-            export_records(runs_dir, results_dir, spec.env)
+        run = read_run_directory(directory, spec.env, spec.algo) if results_dir is not None else None
+        if run is not None:
+            export_record(results_dir, spec.env, run)
 
 
 def _finish_run(spec: RunSpec, directory: Path, label: str, returncode: int, wall_clock: float, command: list[str]) -> str:
@@ -352,16 +353,19 @@ def _record_to_run(data: dict) -> RunResult:
     )
 
 
+def export_record(results_dir: Path, env: str, run: RunResult) -> Path | None:
+    """Write ``run``'s record if it has evaluations, unless the existing record is more complete (e.g. a
+    finished run from an earlier sitting and a restarted folder); returns the path written, if any."""
+    existing = read_record(results_dir, env, run.algo, run.seed)
+    if len(run.timesteps) and (existing is None or _completeness(run) >= _completeness(existing)):
+        return write_record(results_dir, env, run)
+    return None
+
+
 def export_records(runs_dir: Path, results_dir: Path, env: str) -> list[Path]:
-    """Write a record for each run folder of ``env`` that has evaluations, unless the existing record is
-    more complete (e.g. a finished run from an earlier sitting and a restarted folder)."""
-    written = []
-    for algo, runs in load_runs(runs_dir, env).items():
-        for run in runs:
-            existing = read_record(results_dir, env, algo, run.seed)
-            if len(run.timesteps) and (existing is None or _completeness(run) >= _completeness(existing)):
-                written.append(write_record(results_dir, env, run))
-    return written
+    """:func:`export_record` for each run folder of ``env``."""
+    runs = (run for algo_runs in load_runs(runs_dir, env).values() for run in algo_runs)
+    return [path for path in (export_record(results_dir, env, run) for run in runs) if path is not None]
 
 
 def value_at(run: RunResult, step: int) -> float | None:
