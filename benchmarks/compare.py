@@ -298,15 +298,27 @@ def write_record(results_dir: Path, env: str, run: RunResult) -> Path:
     """Store a run's evaluations in a small JSON file under ``results_dir/runs`` (meant to be committed),
     so a comparison can be completed and reported over several sittings on fresh checkouts."""
     path = record_path(results_dir, env, run.algo, run.seed)
+    record = {
+        "env": env, "algo": run.algo, "seed": run.seed, "status": run.status, "steps": run.steps,
+        "eval_freq": run.eval_freq, "eval_episodes": run.eval_episodes, "wall_clock_s": run.wall_clock_s,
+        "command": portable_command(run.command), "recorded": _now(), "timesteps": run.timesteps.tolist(),
+        "episode_returns": run.episode_returns.tolist(),
+    }  # fmt: skip
+    if _same_record(_read_json(path), record):
+        return path  # keep the old timestamp: a rewrite would only churn the committed file
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(
-        path,
-        {"env": env, "algo": run.algo, "seed": run.seed, "status": run.status, "steps": run.steps,
-         "eval_freq": run.eval_freq, "eval_episodes": run.eval_episodes, "wall_clock_s": run.wall_clock_s,
-         "command": portable_command(run.command), "recorded": _now(), "timesteps": run.timesteps.tolist(),
-         "episode_returns": run.episode_returns.tolist()},
-    )  # fmt: skip
+    _write_json(path, record)
     return path
+
+
+def _same_record(existing: dict | None, record: dict) -> bool:
+    if existing is None:
+        return False
+    def content(data: dict) -> dict:
+        # through JSON, so the new record compares exactly as it would be stored
+        return json.loads(json.dumps({key: value for key, value in data.items() if key != "recorded"}))
+
+    return content(existing) == content(record)
 
 
 def portable_command(command: list[str] | None) -> list[str] | None:

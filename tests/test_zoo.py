@@ -617,3 +617,6 @@ def test_compare_writes_report_and_skips_finished_runs(zoo_runs):
     fresh_again = run.step("fresh_again")
     assert "[skip] Pendulum-v1 loop seed0: finished in an earlier sitting" in fresh_again.stdout
     assert "[run]" not in fresh_again.stdout and not (run.cwd / "runs" / "Pendulum-v1" / "loop").exists()
+    # reports rewrote no unchanged record (not even its timestamp), so committed records do not churn
+    loop_record = Path("Pendulum-v1") / "loop_seed0.json"
+    assert (run.cwd / "results" / "runs" / loop_record).read_text() == (run.cwd / "first_records" / loop_record).read_text()
