@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--model", type=Path, default=None, help="a saved LOOP model to evaluate instead of training one")
     parser.add_argument("--modes", nargs="+", default=["paper", "random_elite"], choices=["paper", "random_elite"])
+    parser.add_argument("--horizon", type=int, default=None, help="plan with this horizon instead of the model's")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "propagation_quality.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -64,8 +65,9 @@ def main() -> None:
         command = f"--model {shown} --modes {' '.join(args.modes)}"
     rows = []
     base = model.policy.planner.config
+    horizon = base.horizon if args.horizon is None else args.horizon
     for propagation in args.modes:
-        model.policy.planner.config = dataclasses.replace(base, propagation=propagation)
+        model.policy.planner.config = dataclasses.replace(base, propagation=propagation, horizon=horizon)
         mean, std, ms = evaluate(model, args.env, args.episodes, seed=1000)
         rows.append((propagation, mean, std, ms))
         print(f"{propagation:>12}: return {mean:9.1f} +- {std:7.1f}   {ms:6.1f} ms/action", flush=True)
@@ -75,8 +77,10 @@ def main() -> None:
     lines = [
         f"# Planning quality on {args.env}: propagation {' and '.join(args.modes)} vs the SAC actor alone",
         "",
-        f"Command: `python benchmarks/propagation_quality.py --env {args.env} {command} --episodes {args.episodes}`  ",
-        f"{origin}, then its planner evaluated deterministically with each propagation mode, and its SAC actor "
+        f"Command: `python benchmarks/propagation_quality.py --env {args.env} {command} --episodes {args.episodes}"
+        f"{'' if args.horizon is None else f' --horizon {args.horizon}'}`  ",
+        f"{origin}, then its planner (horizon {horizon}) evaluated deterministically with each propagation mode, "
+        "and its SAC actor "
         f"alone, on the same {args.episodes} reset seeds (1000..). One thread.",
         "",
         "| planner | mean return | std | ms per action |",
