@@ -2,9 +2,9 @@
 environment's termination function) and the critic on real episodes of the model's own actor.
 
 For every state of an episode and every k = 1 .. horizon-1 (the model steps a plan looks ahead), the
-real actions of the next k steps are pushed through the ensemble as the planner does (one random elite
-per particle, sampled noise, termination masking), giving the predicted probability that the episode
-ends within k steps. Those probabilities are split by what really happened: windows in which the real
+real actions of the next k steps are pushed through the ensemble (each step from a randomly drawn elite,
+with sampled noise; a particle stays ended once the termination function fires), giving the predicted
+probability that the episode ends within k steps. Those probabilities are split by what really happened: windows in which the real
 episode terminated (recall) and windows in which it did not (false alarms).
 
 Usage: python benchmarks/fall_prediction.py --env Hopper-v5 --model path/to/Hopper-v5.zip [--episodes 5]
