@@ -294,9 +294,13 @@ def record_path(results_dir: Path, env: str, algo: str, seed: int) -> Path:
     return results_dir / RECORDS_DIR / env / f"{algo}_seed{seed}.json"
 
 
-def write_record(results_dir: Path, env: str, run: RunResult) -> Path:
+def write_record(results_dir: Path, env: str, run: RunResult, stored: dict | None = None) -> Path:
     """Store a run's evaluations in a small JSON file under ``results_dir/runs`` (meant to be committed),
-    so a comparison can be completed and reported over several sittings on fresh checkouts."""
+    so a comparison can be completed and reported over several sittings on fresh checkouts.
+
+    :param stored: The record already in that file, if any; when only its ``recorded`` time would change,
+        the file is left alone, so committed records do not churn.
+    """
     path = record_path(results_dir, env, run.algo, run.seed)
     record = {
         "env": env, "algo": run.algo, "seed": run.seed, "status": run.status, "steps": run.steps,
@@ -304,21 +308,16 @@ def write_record(results_dir: Path, env: str, run: RunResult) -> Path:
         "command": portable_command(run.command), "recorded": _now(), "timesteps": run.timesteps.tolist(),
         "episode_returns": run.episode_returns.tolist(),
     }  # fmt: skip
-    if _same_record(_read_json(path), record):
-        return path  # keep the old timestamp: a rewrite would only churn the committed file
+    if stored is not None and _content(stored) == _content(record):
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_json(path, record)
     return path
 
 
-def _same_record(existing: dict | None, record: dict) -> bool:
-    if existing is None:
-        return False
-    def content(data: dict) -> dict:
-        # through JSON, so the new record compares exactly as it would be stored
-        return json.loads(json.dumps({key: value for key, value in data.items() if key != "recorded"}))
-
-    return content(existing) == content(record)
+def _content(record: dict) -> dict:
+    """A record without its ``recorded`` time, through JSON so a new record compares as it would be stored."""
+    return json.loads(json.dumps({key: value for key, value in record.items() if key != "recorded"}))
 
 
 def portable_command(command: list[str] | None) -> list[str] | None:
@@ -368,9 +367,9 @@ def _record_to_run(data: dict) -> RunResult:
 def export_record(results_dir: Path, env: str, run: RunResult) -> Path | None:
     """Write ``run``'s record if it has evaluations, unless the existing record is more complete (e.g. a
     finished run from an earlier sitting and a restarted folder); returns the path written, if any."""
-    existing = read_record(results_dir, env, run.algo, run.seed)
-    if len(run.timesteps) and (existing is None or _completeness(run) >= _completeness(existing)):
-        return write_record(results_dir, env, run)
+    stored = _read_json(record_path(results_dir, env, run.algo, run.seed))
+    if len(run.timesteps) and (stored is None or _completeness(run) >= _completeness(_record_to_run(stored))):
+        return write_record(results_dir, env, run, stored)
     return None
 
 

@@ -4,8 +4,8 @@ environment's termination function) and the critic on real episodes of the model
 For every state of an episode and every k = 1 .. horizon-1 (the model steps a plan looks ahead), the
 real actions of the next k steps are pushed through the ensemble (each step from a randomly drawn elite,
 with sampled noise; a particle stays ended once the termination function fires), giving the predicted
-probability that the episode ends within k steps. Those probabilities are split by what really happened: windows in which the real
-episode terminated (recall) and windows in which it did not (false alarms).
+probability that the episode ends within k steps. Those probabilities are split by what really happened:
+windows in which the real episode terminated (recall) and windows in which it did not (false alarms).
 
 Usage: python benchmarks/fall_prediction.py --env Hopper-v5 --model path/to/Hopper-v5.zip [--episodes 5]
        [--particles 50] [--out benchmarks/results/fall_prediction_Hopper-v5.md]
