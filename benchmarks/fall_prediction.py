@@ -1,5 +1,5 @@
 """Does a trained LOOP model see an episode's end coming? Checks the dynamics ensemble (with the
-environment's termination function) and the critic on real episodes of the model's own actor.
+termination function its planner uses) and the critic on real episodes of the model's own actor.
 
 For every state of an episode and every k = 1 .. horizon-1 (the model steps a plan looks ahead), the
 real actions of the next k steps are pushed through the ensemble (each step from a randomly drawn elite,
@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from sb3_loop import LOOP
-from sb3_loop.dynamics import get_termination_fn
 
 
 def actor_episode(model: LOOP, env_id: str, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -43,10 +42,11 @@ def actor_episode(model: LOOP, env_id: str, seed: int) -> tuple[np.ndarray, np.n
 
 @torch.no_grad()
 def predicted_end_probability(
-    model: LOOP, env_id: str, starts: np.ndarray, actions: np.ndarray, particles: int, seed: int
+    model: LOOP, starts: np.ndarray, actions: np.ndarray, particles: int, seed: int
 ) -> np.ndarray:
-    """P(predicted termination within k steps) for each start [N, d] and action window [N, k, a]; returns [N, k]."""
-    dynamics, terminated_fn = model.policy.dynamics, get_termination_fn(env_id)
+    """P(predicted termination within k steps) for each start [N, d] and action window [N, k, a]; returns [N, k].
+    Uses the termination function the model's planner plans with."""
+    dynamics, terminated_fn = model.policy.dynamics, model.policy.planner.termination_fn
     generator = torch.Generator().manual_seed(seed)
     count, steps = actions.shape[0], actions.shape[1]
     state = torch.as_tensor(starts).repeat_interleave(particles, dim=0)
@@ -86,7 +86,7 @@ def main() -> None:
         for k in recall:
             starts = np.arange(0, length - k + 1)
             windows = np.stack([actions[s : s + k] for s in starts])
-            probability = predicted_end_probability(model, args.env, observations[starts], windows, args.particles, episode)
+            probability = predicted_end_probability(model, observations[starts], windows, args.particles, episode)
             really_ends = terminated & (starts + k == length)  # the window's last transition is the terminal one
             recall[k] += probability[really_ends, -1].tolist()
             false_alarm[k] += probability[~really_ends & (starts + k < length), -1].tolist()

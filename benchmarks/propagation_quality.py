@@ -63,6 +63,8 @@ def main() -> None:
         origin = f"The saved LOOP model `{args.model.name}` ({model.num_timesteps} env steps)"
         shown = args.model.name if args.model.is_absolute() else args.model  # no machine-specific path
         command = f"--model {shown} --modes {' '.join(args.modes)}"
+    if args.horizon is not None:
+        command += f" --horizon {args.horizon}"
     rows = []
     base = model.policy.planner.config
     horizon = base.horizon if args.horizon is None else args.horizon
@@ -77,8 +79,7 @@ def main() -> None:
     lines = [
         f"# Planning quality on {args.env}: propagation {' and '.join(args.modes)} vs the SAC actor alone",
         "",
-        f"Command: `python benchmarks/propagation_quality.py --env {args.env} {command} --episodes {args.episodes}"
-        f"{'' if args.horizon is None else f' --horizon {args.horizon}'}`  ",
+        f"Command: `python benchmarks/propagation_quality.py --env {args.env} {command} --episodes {args.episodes}`  ",
         f"{origin}, then its planner (horizon {horizon}) evaluated deterministically with each propagation mode, "
         "and its SAC actor "
         f"alone, on the same {args.episodes} reset seeds (1000..). One thread.",
