@@ -2,7 +2,13 @@
 
 from sb3_loop.dynamics.ensemble import EnsembleLinear, ProbabilisticEnsemble, StepPrediction
 from sb3_loop.dynamics.termination import get_termination_fn, never_terminates, register_termination_fn
-from sb3_loop.dynamics.training import EnsembleTrainingConfig, EnsembleTrainingStats, train_ensemble
+from sb3_loop.dynamics.training import (
+    EnsembleTrainingConfig,
+    EnsembleTrainingStats,
+    holdout_mask,
+    scaled_mse,
+    train_ensemble,
+)
 
 __all__ = [
     "EnsembleLinear",
@@ -11,7 +17,9 @@ __all__ = [
     "ProbabilisticEnsemble",
     "StepPrediction",
     "get_termination_fn",
+    "holdout_mask",
     "never_terminates",
     "register_termination_fn",
+    "scaled_mse",
     "train_ensemble",
 ]

@@ -12,6 +12,8 @@ from torch.nn import functional as F
 
 #: Per-layer L2 weight decay of the paper's 4x200 ensemble (4 hidden layers + output layer).
 PAPER_WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
+#: Per-member normalisation buffers, shaped [E, 1, dim].
+NORMALIZER_BUFFERS = ("input_mean", "input_std", "target_mean", "target_std")
 
 
 class EnsembleLinear(nn.Module):
@@ -53,7 +55,7 @@ class ProbabilisticEnsemble(nn.Module):
 
     Members are kept sorted by holdout error after training, so the elites are always the first
     ``num_elites`` members: planning evaluates ``weight[:num_elites]``, a view, with no copy.
-    Normalisation statistics are buffers so ``state_dict()`` carries them.
+    Normalisation statistics (one set per member) are buffers so ``state_dict()`` carries them.
 
     :param obs_dim: Observation size.
     :param action_dim: Action size.
@@ -95,10 +97,12 @@ class ProbabilisticEnsemble(nn.Module):
         self.max_logvar = nn.Parameter(torch.full((1, 1, self.target_dim), 0.5))
         self.min_logvar = nn.Parameter(torch.full((1, 1, self.target_dim), -10.0))
 
-        self.register_buffer("input_mean", torch.zeros(self.input_dim))
-        self.register_buffer("input_std", torch.ones(self.input_dim))
-        self.register_buffer("target_mean", torch.zeros(self.target_dim))
-        self.register_buffer("target_std", torch.ones(self.target_dim))
+        # One normaliser per member: a member that keeps its pre-refit weights keeps the normaliser
+        # it was trained with (see train_ensemble), so weights and statistics always belong together.
+        self.register_buffer("input_mean", torch.zeros(ensemble_size, 1, self.input_dim))
+        self.register_buffer("input_std", torch.ones(ensemble_size, 1, self.input_dim))
+        self.register_buffer("target_mean", torch.zeros(ensemble_size, 1, self.target_dim))
+        self.register_buffer("target_std", torch.ones(ensemble_size, 1, self.target_dim))
         self.register_buffer("holdout_mse", torch.full((ensemble_size,), float("inf")))
         self.register_buffer("num_trainings", torch.zeros((), dtype=torch.long))
 
@@ -112,18 +116,25 @@ class ProbabilisticEnsemble(nn.Module):
         """All ensemble layers, input to output."""
         return [*self.hidden_layers, self.output_layer]
 
-    def set_normalizer(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    def set_normalizer(self, inputs: torch.Tensor, targets: torch.Tensor, members: torch.Tensor | None = None) -> None:
         """
         Set input and target standardisation from training data.
 
         :param inputs: Training inputs [N, input_dim].
         :param targets: Training targets [N, target_dim].
+        :param members: Boolean mask [E] of the members to update (default: all).
         """
+        mask = torch.ones(self.ensemble_size, dtype=torch.bool, device=inputs.device) if members is None else members
         for name, data in (("input", inputs), ("target", targets)):
             std = data.std(dim=0, unbiased=False)
             std = torch.where(std < 1e-6, torch.ones_like(std), std)
-            getattr(self, f"{name}_mean").copy_(data.mean(dim=0))
-            getattr(self, f"{name}_std").copy_(std)
+            for kind, value in (("mean", data.mean(dim=0)), ("std", std)):
+                buffer = getattr(self, f"{name}_{kind}")
+                buffer.copy_(torch.where(mask[:, None, None], value, buffer))
+
+    def normalizer_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the per-member normalisation statistics."""
+        return {name: getattr(self, name).detach().clone() for name in NORMALIZER_BUFFERS}
 
     def forward(self, normalized_inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """
@@ -142,8 +153,21 @@ class ProbabilisticEnsemble(nn.Module):
         return mean, logvar
 
     def normalize_inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Concatenate and standardise (obs, action)."""
-        return (torch.cat((obs, action), dim=-1) - self.input_mean) / self.input_std
+        """
+        Concatenate and standardise (obs, action) with each member's statistics.
+
+        :param obs: [E', M, obs_dim] (member i uses normaliser i) or [M, obs_dim] (all members).
+        :param action: Same leading shape as ``obs``.
+        :return: [E', M, input_dim] (or [E, M, input_dim] for 2-D inputs).
+        """
+        x = torch.cat((obs, action), dim=-1)
+        members = x.shape[0] if x.dim() == 3 else self.ensemble_size
+        return (x - self.input_mean[:members]) / self.input_std[:members]
+
+    def denormalize_targets(self, normalized: torch.Tensor) -> torch.Tensor:
+        """Targets [E', M, target_dim] in normalised units of members 0..E'-1 -> real units."""
+        members = normalized.shape[0]
+        return normalized * self.target_std[:members] + self.target_mean[:members]
 
     def make_targets(
         self, obs: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor, cost: torch.Tensor | None = None
@@ -175,7 +199,7 @@ class ProbabilisticEnsemble(nn.Module):
         """
         mean, logvar = self(self.normalize_inputs(obs, action))
         sample = mean if noise is None else mean + torch.exp(0.5 * logvar) * noise
-        target = sample * self.target_std + self.target_mean
+        target = self.denormalize_targets(sample)
         reward = target[..., 0]
         next_obs = obs + target[..., 1 : 1 + self.obs_dim]
         cost = target[..., 1 + self.obs_dim] if self.num_extra_targets > 0 else None
@@ -227,7 +251,18 @@ class ProbabilisticEnsemble(nn.Module):
                         for value in optimizer.state.get(param, {}).values():
                             if torch.is_tensor(value) and value.shape[:1] == param.shape[:1] and value.dim() > 0:
                                 value.copy_(value[order])
+            for name in NORMALIZER_BUFFERS:
+                getattr(self, name).copy_(getattr(self, name)[order])
             self.holdout_mse.copy_(self.holdout_mse[order])
+
+    def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str, *args, **kwargs) -> None:
+        # Files saved before normalisers were per member hold one shared [dim] statistic.
+        for name in NORMALIZER_BUFFERS:
+            key = prefix + name
+            saved = state_dict.get(key)
+            if saved is not None and saved.dim() == 1:
+                state_dict[key] = saved.reshape(1, 1, -1).expand_as(getattr(self, name)).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def check_ensemble_shape(ensemble_size: int, num_elites: int, hidden_sizes: Sequence[int]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -9,7 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sb3_loop.dynamics.ensemble import ProbabilisticEnsemble, default_weight_decays
+from sb3_loop.dynamics.ensemble import NORMALIZER_BUFFERS, ProbabilisticEnsemble, default_weight_decays
+
+
+#: What a member keeps after a refit, see :class:`EnsembleTrainingConfig`.
+REFIT_SELECTIONS = ("best_epoch", "keep_better")
 
 
 @dataclass
@@ -28,6 +33,10 @@ class EnsembleTrainingConfig:
     :param weight_decays: L2 coefficient per weight layer (hidden layers then output);
         ``None`` uses the paper's values.
     :param logvar_bound_coef: Penalty on ``sum(max_logvar) - sum(min_logvar)``.
+    :param refit_selection: What a member keeps after a call on an already trained ensemble.
+        ``"best_epoch"``: its best epoch of this call (the paper's code: "best" starts at +inf).
+        ``"keep_better"``: its pre-refit weights, with the normaliser they were trained with, when those
+        predict the holdout better than the call's best epoch. Both judge on the fixed holdout only.
     """
 
     batch_size: int = 256
@@ -39,8 +48,11 @@ class EnsembleTrainingConfig:
     improvement: float = 0.01
     weight_decays: Sequence[float] | None = None
     logvar_bound_coef: float = 0.01
+    refit_selection: str = "keep_better"
 
     def __post_init__(self) -> None:
+        if self.refit_selection not in REFIT_SELECTIONS:
+            raise ValueError(f"refit_selection={self.refit_selection!r} must be one of {REFIT_SELECTIONS}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
         if not 0.0 < self.holdout_ratio < 1.0:
@@ -55,7 +67,15 @@ class EnsembleTrainingConfig:
 
 @dataclass
 class EnsembleTrainingStats:
-    """What one call of :func:`train_ensemble` did."""
+    """
+    What one call of :func:`train_ensemble` did. MSEs are of the mean prediction, in units of the
+    standard deviation of this call's training targets, on rows never trained on.
+
+    :param holdout_mse: Holdout MSE per member after the call (sorted, elites first).
+    :param kept_previous: Members that kept their pre-refit weights (``refit_selection="keep_better"``).
+    :param fresh_mse: Elite MSE on the ``fresh`` rows before training (``None`` without fresh rows or
+        on a first fit).
+    """
 
     holdout_mse: list[float]
     epochs: int
@@ -64,6 +84,9 @@ class EnsembleTrainingStats:
     train_loss: float
     num_samples: int
     holdout_history: list[float] = field(default_factory=list)
+    num_holdout: int = 0
+    kept_previous: int = 0
+    fresh_mse: float | None = None
 
     @property
     def elite_holdout_mse(self) -> float:
@@ -80,10 +103,16 @@ def train_ensemble(
     cost: np.ndarray | torch.Tensor | None = None,
     config: EnsembleTrainingConfig | None = None,
     generator: torch.Generator | None = None,
+    indices: np.ndarray | torch.Tensor | None = None,
+    fresh: np.ndarray | torch.Tensor | None = None,
 ) -> EnsembleTrainingStats:
     """
     Fit the ensemble on transitions, keep each member's best holdout snapshot and sort members so the
     elites (lowest holdout MSE) come first.
+
+    The holdout is fixed by each transition's index (:func:`holdout_mask`): called again with the same
+    indices (e.g. replay buffer slots), a transition is never trained on once it was held out, so early
+    stopping, elites and the keep-the-previous-weights decision are judged on data the model never saw.
 
     :param model: The ensemble to train (in place).
     :param optimizer: Optimiser over ``model.parameters()``.
@@ -93,41 +122,56 @@ def train_ensemble(
     :param next_obs: Next observations [N, obs_dim].
     :param cost: Constraint costs [N] when the ensemble predicts them.
     :param config: Training settings.
-    :param generator: Random generator for the split and shuffles (CPU generator).
-    :return: Holdout MSE per member (sorted, elites first), epochs, seconds, last training loss.
+    :param generator: Random generator for shuffles and the holdout subsample (CPU generator).
+    :param indices: Stable integer id per transition [N] deciding holdout membership (default: row number).
+    :param fresh: Boolean mask [N] of transitions the model has never seen (collected since its last
+        fit): their error before training is reported as ``fresh_mse``.
+    :return: Holdout MSE per member (sorted, elites first), epochs, seconds, last training loss, ...
     """
     config = config or EnsembleTrainingConfig()
     start = time.perf_counter()
-    inputs, targets = _prepare_data(model, obs, action, reward, next_obs, cost)
+    inputs, targets, finite = _prepare_data(model, obs, action, reward, next_obs, cost)
     num_samples = inputs.shape[0]
     if num_samples < 2:
         raise ValueError(f"need at least 2 transitions to train the dynamics ensemble, got {num_samples}")
+    row_ids = _row_ids(indices, len(finite), "indices")[finite.cpu().numpy()]
+    is_holdout = torch.as_tensor(_split(row_ids, config.holdout_ratio), device=inputs.device)
+    holdout_idx, train_idx = _holdout_rows(is_holdout, config.max_holdout, generator), torch.nonzero(~is_holdout)[:, 0]
+    previously_trained = model.is_trained
+    previous = _full_state(model)
 
-    permutation = torch.randperm(num_samples, generator=generator).to(inputs.device)
-    num_holdout = max(1, min(int(num_samples * config.holdout_ratio), config.max_holdout))
-    holdout_idx, train_idx = permutation[:num_holdout], permutation[num_holdout:]
-    model.set_normalizer(inputs[train_idx], targets[train_idx])
-    train_x, train_y = _normalize(model, inputs[train_idx], targets[train_idx])
-    holdout_x, holdout_y = _normalize(model, inputs[holdout_idx], targets[holdout_idx])
+    train_x, train_y = inputs[train_idx], targets[train_idx]
+    # Errors are measured in units of the training targets' spread, whatever normaliser a member uses.
+    scale = _spread(train_y)
+    holdout = (inputs[holdout_idx], targets[holdout_idx])
+    fresh_mse = None
+    if fresh is not None and previously_trained:
+        fresh_rows = torch.as_tensor(_row_ids(fresh, len(finite), "fresh").astype(bool), device=inputs.device)[finite]
+        if fresh_rows.any():
+            fresh_mse = float(scaled_mse(model, inputs[fresh_rows], targets[fresh_rows], scale)[: model.num_elites].mean())
+    previous_mse = scaled_mse(model, *holdout, scale) if previously_trained else None
+
+    model.set_normalizer(train_x, train_y)
+    norm_x, norm_y = _normalize(model, train_x, train_y)
 
     decays = tuple(config.weight_decays or default_weight_decays(len(model.layers)))
     if len(decays) != len(model.layers):
         raise ValueError(f"weight_decays has {len(decays)} entries but the ensemble has {len(model.layers)} layers")
 
-    best_mse = _holdout_mse(model, holdout_x, holdout_y)
-    best_state = {name: p.detach().clone() for name, p in _member_params(model)}
-    best_state.update({name: getattr(model, name).detach().clone() for name in _SHARED_PARAMS})
+    # "Best" starts at +inf: the weights before this call never count as an epoch of this call.
+    best_mse = torch.full((model.ensemble_size,), math.inf, device=inputs.device)
+    best_state = _full_state(model)
     epochs_since_improvement, epoch, gradient_steps, train_loss = 0, 0, 0, float("nan")
     budget = config.max_gradient_steps
-    history = [float(best_mse.mean())]
+    history = [float((previous_mse if previously_trained else scaled_mse(model, *holdout, scale)).mean())]
     while (config.max_epochs is None or epoch < config.max_epochs) and (budget is None or gradient_steps < budget):
         max_batches = None if budget is None else budget - gradient_steps
-        train_loss, batches = _train_epoch(model, optimizer, train_x, train_y, config, decays, generator, max_batches)
+        train_loss, batches = _train_epoch(model, optimizer, norm_x, norm_y, config, decays, generator, max_batches)
         gradient_steps += batches
         epoch += 1
-        mse = _holdout_mse(model, holdout_x, holdout_y)
+        mse = scaled_mse(model, *holdout, scale)
         history.append(float(mse.mean()))
-        improved = (best_mse - mse) / best_mse.clamp_min(1e-12) > config.improvement
+        improved = torch.isfinite(mse) & ((best_mse - mse) > config.improvement * best_mse.clamp_max(1e30))
         if improved.any():
             best_mse = torch.where(improved, mse, best_mse)
             _snapshot(model, best_state, improved)
@@ -137,8 +181,14 @@ def train_ensemble(
         if epochs_since_improvement >= config.patience:
             break
 
+    keep_previous = torch.zeros_like(best_mse, dtype=torch.bool)
+    if previous_mse is not None:
+        keep_previous = ~torch.isfinite(best_mse)  # no usable epoch: the previous weights stay
+        if config.refit_selection == "keep_better":
+            keep_previous |= previous_mse < best_mse
     _restore(model, best_state)
-    model.holdout_mse.copy_(_holdout_mse(model, holdout_x, holdout_y))
+    _restore(model, previous, members=keep_previous, shared=bool(keep_previous.all()))
+    model.holdout_mse.copy_(scaled_mse(model, *holdout, scale))
     model.reorder_members(torch.argsort(model.holdout_mse), optimizer)
     model.num_trainings += 1
     return EnsembleTrainingStats(
@@ -149,7 +199,84 @@ def train_ensemble(
         train_loss=train_loss,
         num_samples=num_samples,
         holdout_history=history,
+        num_holdout=int(holdout_idx.numel()),
+        kept_previous=int(keep_previous.sum()),
+        fresh_mse=fresh_mse,
     )
+
+
+def holdout_mask(indices: np.ndarray | Sequence[int], holdout_ratio: float) -> np.ndarray:
+    """
+    Fixed holdout assignment: ``True`` for the ids a hash of the id puts in the holdout fraction.
+
+    The same id is always assigned the same way (for any data size), so a replay-buffer slot held out
+    at one refit is held out at every refit and its transitions are never trained on.
+
+    :param indices: Integer ids [N] (e.g. replay buffer slots).
+    :param holdout_ratio: Expected fraction held out, in (0, 1).
+    """
+    return _uniform_hash(np.asarray(indices)) < holdout_ratio
+
+
+@torch.no_grad()
+def scaled_mse(model: ProbabilisticEnsemble, inputs: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """
+    Per-member MSE of the mean prediction, each member with its own normaliser, in units of ``scale``.
+
+    :param inputs: Raw (obs, action) rows [N, input_dim].
+    :param targets: Raw targets [N, target_dim].
+    :param scale: Per-target unit [target_dim] (e.g. the training targets' standard deviation).
+    :return: [E] MSE per member.
+    """
+    members = model.ensemble_size
+    x = (inputs - model.input_mean) / model.input_std
+    mean, _ = model(x)
+    error = (model.denormalize_targets(mean) - targets) / scale
+    return (error**2).mean(dim=(1, 2)).reshape(members)
+
+
+def _uniform_hash(ids: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random number in [0, 1) per integer id (splitmix64 finaliser)."""
+    with np.errstate(over="ignore"):
+        x = ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def _row_ids(values: np.ndarray | torch.Tensor | None, length: int, name: str) -> np.ndarray:
+    if values is None:
+        return np.arange(length)
+    array = values.detach().cpu().numpy() if torch.is_tensor(values) else np.asarray(values)
+    array = array.reshape(-1)
+    if len(array) != length:
+        raise ValueError(f"{name} has {len(array)} entries but there are {length} transitions")
+    return array
+
+
+def _split(row_ids: np.ndarray, holdout_ratio: float) -> np.ndarray:
+    """Holdout mask by id, with at least one holdout and one training row."""
+    is_holdout = holdout_mask(row_ids, holdout_ratio)
+    if not is_holdout.any() or is_holdout.all():
+        ranks = np.argsort(_uniform_hash(row_ids))
+        is_holdout = np.zeros(len(row_ids), dtype=bool)
+        is_holdout[ranks[: max(1, min(round(len(row_ids) * holdout_ratio), len(row_ids) - 1))]] = True
+    return is_holdout
+
+
+def _holdout_rows(is_holdout: torch.Tensor, max_holdout: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Row numbers of the holdout, a random subset of at most ``max_holdout`` (evaluation cost)."""
+    rows = torch.nonzero(is_holdout)[:, 0]
+    if rows.numel() > max_holdout:
+        keep = torch.randperm(rows.numel(), generator=generator)[:max_holdout].to(rows.device)
+        rows = rows[keep.sort().values]
+    return rows
+
+
+def _spread(targets: torch.Tensor) -> torch.Tensor:
+    std = targets.std(dim=0, unbiased=False)
+    return torch.where(std < 1e-6, torch.ones_like(std), std)
 
 
 def gaussian_nll_loss(
@@ -176,7 +303,8 @@ def _prepare_data(
     reward: np.ndarray | torch.Tensor,
     next_obs: np.ndarray | torch.Tensor,
     cost: np.ndarray | torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Raw inputs and targets of the finite rows, and the mask of those rows."""
     device = model.input_mean.device
 
     def as_tensor(name: str, value: np.ndarray | torch.Tensor, width: int | None) -> torch.Tensor:
@@ -198,11 +326,12 @@ def _prepare_data(
     inputs = torch.cat((obs_t, action_t), dim=-1)
     targets = model.make_targets(obs_t, reward_t, next_obs_t, cost_t)
     finite = torch.isfinite(inputs).all(-1) & torch.isfinite(targets).all(-1)
-    return inputs[finite], targets[finite]
+    return inputs[finite], targets[finite], finite
 
 
 def _normalize(model: ProbabilisticEnsemble, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return (inputs - model.input_mean) / model.input_std, (targets - model.target_mean) / model.target_std
+    """Normalise with member 0's statistics (all members share them while a call trains)."""
+    return (inputs - model.input_mean[0]) / model.input_std[0], (targets - model.target_mean[0]) / model.target_std[0]
 
 
 def _train_epoch(
@@ -233,17 +362,18 @@ def _train_epoch(
     return loss_value, batches
 
 
-@torch.no_grad()
-def _holdout_mse(model: ProbabilisticEnsemble, holdout_x: torch.Tensor, holdout_y: torch.Tensor) -> torch.Tensor:
-    mean, _ = model(holdout_x.expand(model.ensemble_size, -1, -1))
-    return ((mean - holdout_y) ** 2).mean(dim=(1, 2))
-
-
 _SHARED_PARAMS = ("max_logvar", "min_logvar")
 
 
 def _member_params(model: ProbabilisticEnsemble) -> list[tuple[str, torch.nn.Parameter]]:
     return [(f"{i}.{kind}", getattr(layer, kind)) for i, layer in enumerate(model.layers) for kind in ("weight", "bias")]
+
+
+def _full_state(model: ProbabilisticEnsemble) -> dict[str, torch.Tensor]:
+    """Copies of the member weights, the shared log-variance bounds and the per-member normalisers."""
+    state = {name: p.detach().clone() for name, p in _member_params(model)}
+    state.update({name: getattr(model, name).detach().clone() for name in (*_SHARED_PARAMS, *NORMALIZER_BUFFERS)})
+    return state
 
 
 @torch.no_grad()
@@ -256,8 +386,14 @@ def _snapshot(model: ProbabilisticEnsemble, best_state: dict[str, torch.Tensor],
 
 
 @torch.no_grad()
-def _restore(model: ProbabilisticEnsemble, best_state: dict[str, torch.Tensor]) -> None:
-    for name, param in _member_params(model):
-        param.copy_(best_state[name])
-    for name in _SHARED_PARAMS:
-        getattr(model, name).copy_(best_state[name])
+def _restore(
+    model: ProbabilisticEnsemble, state: dict[str, torch.Tensor], members: torch.Tensor | None = None, shared: bool = True
+) -> None:
+    """Put back ``state`` for ``members`` (default all): weights with their normalisers; bounds if ``shared``."""
+    mask = torch.ones(model.ensemble_size, dtype=torch.bool, device=model.input_mean.device) if members is None else members
+    for name, param in [*_member_params(model), *((n, getattr(model, n)) for n in NORMALIZER_BUFFERS)]:
+        if name in state:
+            param[mask] = state[name][mask]
+    if shared:
+        for name in _SHARED_PARAMS:
+            getattr(model, name).copy_(state[name])

@@ -35,6 +35,7 @@ _LOOP_PARAMETER_NAMES = {
     "max_gradient_steps": "dynamics_max_gradient_steps",
     "holdout_ratio": "dynamics_holdout_ratio",
     "hidden_sizes": "dynamics_hidden_sizes",
+    "refit_selection": "dynamics_refit_selection",
 }
 
 
@@ -50,6 +51,7 @@ _TRAINING_FIELDS = {
     "dynamics_max_epochs": "max_epochs",
     "dynamics_max_gradient_steps": "max_gradient_steps",
     "dynamics_holdout_ratio": "holdout_ratio",
+    "dynamics_refit_selection": "refit_selection",
 }
 
 
@@ -110,7 +112,12 @@ class LOOP(SAC):
     :param dynamics_max_gradient_steps: Cap on ensemble minibatch updates per refit. The paper trains to
         convergence (``None``); on a CPU an epoch over a large buffer takes seconds, so the default bounds a
         refit's cost (100 updates of 256 transitions per 250 env steps, warm-started from the last fit).
-    :param dynamics_holdout_ratio: Fraction of the buffer held out for early stopping and elites.
+    :param dynamics_holdout_ratio: Fraction of the buffer held out for early stopping and elites. Each
+        replay buffer slot is assigned to the holdout or to training once, so held-out transitions are
+        never trained on.
+    :param dynamics_refit_selection: After a refit, each member keeps its best epoch of the refit
+        (``"best_epoch"``, the paper's code) or its pre-refit weights when those predict the holdout
+        better (``"keep_better"``).
     :param termination_fn: Env id or callable ``next_obs -> done``; ``None`` infers it from the env id.
     :param stats_window_size: Window size for rollout logging.
     :param tensorboard_log: The log location for tensorboard (if None, no logging).
@@ -159,6 +166,7 @@ class LOOP(SAC):
         dynamics_max_epochs: int | None = 100,
         dynamics_max_gradient_steps: int | None = 100,
         dynamics_holdout_ratio: float = 0.2,
+        dynamics_refit_selection: str = "keep_better",
         termination_fn: str | Callable[[th.Tensor], th.Tensor] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -197,11 +205,13 @@ class LOOP(SAC):
                 max_epochs=dynamics_max_epochs,
                 max_gradient_steps=dynamics_max_gradient_steps,
                 holdout_ratio=dynamics_holdout_ratio,
+                refit_selection=dynamics_refit_selection,
             )
         if replay_buffer_kwargs and replay_buffer_kwargs.get("optimize_memory_usage"):
             raise ValueError("optimize_memory_usage=True is not supported by LOOP (the ensemble needs next_observations)")
         self.termination_fn = termination_fn
         self._last_dynamics_train = 0
+        self.dynamics_log: list[dict[str, float | int | None]] = []
 
         super().__init__(
             policy,
@@ -318,7 +328,12 @@ class LOOP(SAC):
         return self.num_timesteps - self._last_dynamics_train >= self.dynamics_train_freq
 
     def train_dynamics(self) -> EnsembleTrainingStats:
-        """Refit the dynamics ensemble on the whole replay buffer and log its statistics."""
+        """
+        Refit the dynamics ensemble on the whole replay buffer and log its statistics.
+
+        ``dynamics/fresh_mse`` is the model's error on the transitions collected since the previous
+        refit, measured before refitting: data it has never seen.
+        """
         assert self.replay_buffer is not None
         obs, actions, rewards, next_obs = self._replay_transitions()
         dynamics = self.policy.dynamics
@@ -333,17 +348,37 @@ class LOOP(SAC):
             cost=self._replay_costs(),
             config=self.dynamics_training_config,
             generator=self._dynamics_generator,
+            indices=np.arange(len(rewards)),
+            fresh=self._fresh_rows(len(rewards)),
         )
         dynamics.eval()
         self._last_dynamics_train = self.num_timesteps
-        elites = dynamics.num_elites
-        self.logger.record("dynamics/holdout_mse", float(np.mean(stats.holdout_mse[:elites])))
-        self.logger.record("dynamics/epochs", stats.epochs)
-        self.logger.record("dynamics/gradient_steps", stats.gradient_steps)
-        self.logger.record("dynamics/train_seconds", stats.seconds)
-        self.logger.record("dynamics/train_loss", stats.train_loss)
-        self.logger.record("dynamics/num_samples", stats.num_samples)
+        entry = {
+            "num_timesteps": self.num_timesteps,
+            "holdout_mse": float(np.mean(stats.holdout_mse[: dynamics.num_elites])),
+            "fresh_mse": stats.fresh_mse,
+            "kept_previous": stats.kept_previous,
+            "epochs": stats.epochs,
+            "gradient_steps": stats.gradient_steps,
+            "train_seconds": stats.seconds,
+            "train_loss": stats.train_loss,
+            "num_samples": stats.num_samples,
+        }
+        self.dynamics_log.append(entry)
+        for key, value in entry.items():
+            if key != "num_timesteps" and value is not None:
+                self.logger.record(f"dynamics/{key}", value)
         return stats
+
+    def _fresh_rows(self, num_rows: int) -> np.ndarray:
+        """Mask over the flattened buffer rows of the transitions stored since the previous refit."""
+        buffer = self.replay_buffer
+        assert buffer is not None
+        fresh = np.zeros((num_rows // buffer.n_envs, buffer.n_envs), dtype=bool)
+        if self.policy.dynamics.is_trained:
+            new_positions = min((self.num_timesteps - self._last_dynamics_train) // buffer.n_envs, len(fresh))
+            fresh[(buffer.pos - 1 - np.arange(new_positions)) % len(fresh)] = True
+        return fresh.reshape(-1)
 
     def _replay_transitions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """All stored (obs, scaled action, reward, next_obs), flattened over envs."""
