@@ -125,6 +125,53 @@ def test_optimize_memory_usage_rejected():
         LOOP("MlpPolicy", "Pendulum-v1", replay_buffer_kwargs=dict(optimize_memory_usage=True), **tiny_kwargs())
 
 
+@pytest.mark.parametrize(
+    "name, value",
+    [("use_sde", True), ("sde_sample_freq", 4), ("use_sde_at_warmup", True), ("optimize_memory_usage", True)],
+)
+def test_unsupported_sac_argument(name, value):
+    """SAC arguments LOOP cannot honour (e.g. from a SAC zoo YAML) are refused by name, not with a TypeError."""
+    with pytest.raises(ValueError, match=rf"^{name}={value!r} is not supported by LOOP: "):
+        LOOP("MlpPolicy", "Pendulum-v1", **tiny_kwargs(**{name: value}))
+
+
+def test_sac_arguments_at_their_defaults_accepted():
+    model = LOOP(
+        "MlpPolicy",
+        "Pendulum-v1",
+        use_sde=False,
+        sde_sample_freq=-1,
+        use_sde_at_warmup=False,
+        optimize_memory_usage=False,
+        **tiny_kwargs(),
+    )
+    assert not model.use_sde and not model.optimize_memory_usage
+
+
+@pytest.mark.parametrize("policy", ["MultiInputPolicy", "CnnPolicy"])
+def test_unsupported_policy_name(policy):
+    with pytest.raises(ValueError, match=rf"'{policy}' is not supported by LOOP: it supports 'MlpPolicy' on flat Box"):
+        LOOP(policy, "Pendulum-v1", **tiny_kwargs())
+
+
+def test_non_loop_policy_class():
+    from stable_baselines3.sac.policies import MultiInputPolicy
+
+    with pytest.raises(ValueError, match=r"MultiInputPolicy is not a LOOPPolicy.*'MlpPolicy'"):
+        LOOP(MultiInputPolicy, "Pendulum-v1", **tiny_kwargs())
+
+
+def test_unknown_policy_name_keeps_sb3_message():
+    with pytest.raises(ValueError, match="Policy Bogus unknown"):
+        LOOP("Bogus", "Pendulum-v1", **tiny_kwargs())
+
+
+@pytest.mark.parametrize("planning_seed", [-1, 2**64, 2.5, "0", True, None])
+def test_invalid_planning_seed(planning_seed):
+    with pytest.raises(ValueError, match=r"planning_seed=.* must be an integer in \[0, 2\*\*64\)"):
+        LOOP("MlpPolicy", "Pendulum-v1", **tiny_kwargs(policy_kwargs=dict(net_arch=[16], planning_seed=planning_seed)))
+
+
 def test_vec_normalize_rejected_at_learn():
     model = LOOP("MlpPolicy", VecNormalize(make_vec_env("Pendulum-v1", n_envs=1)), **tiny_kwargs())
     with pytest.raises(ValueError, match="VecNormalize"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from loop_helpers import tiny_kwargs
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
@@ -101,17 +102,105 @@ def test_pendulum_actions_within_bounds(pendulum_model):
     assert np.any(np.abs(actions) > 1.0)  # really unscaled to the env's bounds, not left in [-1, 1]
 
 
-@pytest.mark.parametrize("deterministic", [True, False])
-def test_predict_repeatable(hopper_model, deterministic):
+def deterministic_action(model: LOOP, obs: np.ndarray, global_seed: int = 0) -> np.ndarray:
+    """A deterministic action right after an episode start, with the global torch RNG in some state."""
+    torch.manual_seed(global_seed)
+    episode_start = np.ones(1 if obs.ndim == 1 else len(obs), dtype=bool)
+    return model.predict(obs, episode_start=episode_start, deterministic=True)[0]
+
+
+def test_deterministic_predict_repeatable(hopper_model):
+    """deterministic=True: the same observation after an episode start gives the same action on every call."""
     obs = np.stack([hopper_model.observation_space.sample() for _ in range(2)])
+    first = deterministic_action(hopper_model, obs)
+    hopper_model.predict(obs, deterministic=False)  # stochastic calls in between change nothing
+    for global_seed in (0, 1, 2):
+        np.testing.assert_array_equal(deterministic_action(hopper_model, obs, global_seed), first)
 
-    def act(seed: int) -> np.ndarray:
-        hopper_model.policy.planner.reset()
-        torch.manual_seed(seed)
-        return hopper_model.predict(obs, deterministic=deterministic)[0]
 
-    np.testing.assert_array_equal(act(0), act(0))
-    assert not np.array_equal(act(0), act(1))  # planning is random: the seed matters
+def test_deterministic_predict_depends_on_planning_seed(hopper_model, monkeypatch):
+    """The planner is still random: its fixed seed is what makes the action repeatable."""
+    obs = np.stack([hopper_model.observation_space.sample() for _ in range(2)])
+    first = deterministic_action(hopper_model, obs)
+    monkeypatch.setattr(hopper_model.policy, "planning_seed", hopper_model.policy.planning_seed + 1)
+    assert not np.array_equal(deterministic_action(hopper_model, obs), first)
+
+
+def test_deterministic_predict_batch_equals_single(hopper_model):
+    """An env's deterministic action does not depend on the rest of the batch."""
+    obs = np.stack([hopper_model.observation_space.sample() for _ in range(3)])
+    batched = deterministic_action(hopper_model, obs)
+    singles = np.stack([deterministic_action(hopper_model, row) for row in obs])
+    np.testing.assert_allclose(batched, singles, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(batched[0], batched[1])  # different observations, different actions
+
+
+def test_stochastic_predict_draws_fresh_randomness(hopper_model):
+    obs = hopper_model.observation_space.sample()
+    actions = [hopper_model.predict(obs, episode_start=np.ones(1, dtype=bool))[0] for _ in range(2)]
+    assert not np.array_equal(actions[0], actions[1])
+
+
+def run_episode(model: LOOP, seed: int, steps: int = 15) -> np.ndarray:
+    """Deterministic actions of one Pendulum episode from ``env.reset(seed=seed)``."""
+    env = gym.make("Pendulum-v1")
+    obs, _ = env.reset(seed=seed)
+    actions = []
+    for step in range(steps):
+        action, _ = model.predict(obs, episode_start=np.array([step == 0]), deterministic=True)
+        actions.append(action)
+        obs, *_ = env.step(action)
+    return np.stack(actions)
+
+
+def test_same_history_same_actions(pendulum_model):
+    """The warm start carries over between steps, and the same history gives the same actions."""
+    np.testing.assert_array_equal(run_episode(pendulum_model, seed=3), run_episode(pendulum_model, seed=3))
+    assert not np.array_equal(run_episode(pendulum_model, seed=3), run_episode(pendulum_model, seed=4))
+
+
+def test_evaluate_policy_reproducible(pendulum_model):
+    """evaluate_policy twice on the same env seeds gives identical returns (two envs: batched planning)."""
+
+    def returns() -> list[float]:
+        env = make_vec_env("Pendulum-v1", n_envs=2, seed=5, env_kwargs=dict(max_episode_steps=20))
+        rewards, _ = evaluate_policy(pendulum_model, env, n_eval_episodes=4, return_episode_rewards=True)
+        return rewards
+
+    first = returns()
+    assert len(first) == 4 and len(set(first)) == 4
+    assert returns() == first
+
+
+def test_training_reproducible_with_seed():
+    """Stochastic training rollouts draw from the policy's generator: the same seed gives the same run."""
+
+    def planned_actions(seed: int) -> np.ndarray:
+        env = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+        model = LOOP("MlpPolicy", env, seed=seed, **tiny_kwargs(learning_starts=50, dynamics_train_freq=50))
+        model.learn(120)
+        return model.replay_buffer.actions[50:120].copy()
+
+    first = planned_actions(seed=0)
+    np.testing.assert_array_equal(planned_actions(seed=0), first)
+    assert not np.array_equal(planned_actions(seed=1)[:5], first[:5])
+
+
+def test_evaluation_does_not_disturb_training():
+    """Deterministic predict calls during training (an EvalCallback) leave the training rollouts unchanged."""
+
+    class PredictEachStep(BaseCallback):
+        def _on_step(self) -> bool:
+            self.model.predict(self.model._last_obs, deterministic=True)
+            return True
+
+    def planned_actions(callback: BaseCallback | None) -> np.ndarray:
+        env = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+        model = LOOP("MlpPolicy", env, seed=0, **tiny_kwargs(learning_starts=50, dynamics_train_freq=50))
+        model.learn(90, callback=callback)
+        return model.replay_buffer.actions[:90].copy()
+
+    np.testing.assert_array_equal(planned_actions(PredictEachStep()), planned_actions(None))
 
 
 def test_actor_only(hopper_model, monkeypatch):

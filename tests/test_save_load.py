@@ -49,10 +49,10 @@ def assert_same_tensors(first, second) -> None:
         assert first == second
 
 
-def plan_action(model: LOOP, obs: np.ndarray, seed: int = 3) -> np.ndarray:
-    model.policy.planner.reset()
-    torch.manual_seed(seed)
-    action, _ = model.predict(obs, deterministic=True)
+def plan_action(model: LOOP, obs: np.ndarray, global_seed: int = 3) -> np.ndarray:
+    """A deterministic action after an episode start; the global torch RNG's state must not matter."""
+    torch.manual_seed(global_seed)
+    action, _ = model.predict(obs, episode_start=np.ones(1, dtype=bool), deterministic=True)
     return action
 
 
@@ -108,18 +108,32 @@ def test_hyperparameters_survive(saved):
 
 
 def test_loaded_predict_matches(saved):
+    """Deterministic actions survive save/load; two loaded copies also agree on stochastic actions."""
     model, folder = saved
-    loaded = LOOP.load(folder / "loop.zip")
+    loaded, other = LOOP.load(folder / "loop.zip"), LOOP.load(folder / "loop.zip")
+    assert loaded.planning_seed == loaded.policy.planning_seed == model.policy.planning_seed == 0
+    for obs in (np.array([0.3, -0.9, 0.5], dtype=np.float32), np.array([-0.7, 0.7, -2.0], dtype=np.float32)):
+        expected = plan_action(model, obs, global_seed=0)
+        np.testing.assert_array_equal(plan_action(loaded, obs, global_seed=1), expected)
+        np.testing.assert_array_equal(plan_action(other, obs, global_seed=2), expected)
     obs = np.array([0.3, -0.9, 0.5], dtype=np.float32)
-    for seed in (0, 1):
-        np.testing.assert_array_equal(plan_action(model, obs, seed), plan_action(loaded, obs, seed))
-    # Stochastic planning too, with the same seed.
-    model.policy.planner.reset()
-    loaded.policy.planner.reset()
-    torch.manual_seed(7)
-    action = model.predict(obs, deterministic=False)[0]
-    torch.manual_seed(7)
-    np.testing.assert_array_equal(action, loaded.predict(obs, deterministic=False)[0])
+    stochastic = [copy.predict(obs, deterministic=False)[0] for copy in (loaded, other, loaded, other)]
+    np.testing.assert_array_equal(stochastic[0], stochastic[1])
+    np.testing.assert_array_equal(stochastic[2], stochastic[3])
+    assert not np.array_equal(stochastic[0], stochastic[2])  # a persistent stream, not a fixed seed
+
+
+def test_unseeded_model_reproduces_after_load(tmp_path):
+    """With seed=None a planning seed is drawn once and saved, so a loaded model acts the same."""
+    model = LOOP("MlpPolicy", ENV_ID, seed=None, **tiny_kwargs(learning_starts=50))
+    model.learn(60)
+    assert model.seed is None and isinstance(model.planning_seed, int)
+    assert LOOP("MlpPolicy", ENV_ID, **tiny_kwargs()).planning_seed != model.planning_seed
+    model.save(tmp_path / "unseeded")
+    loaded = LOOP.load(tmp_path / "unseeded")
+    assert loaded.policy.planning_seed == model.planning_seed
+    obs = np.array([0.3, -0.9, 0.5], dtype=np.float32)
+    np.testing.assert_array_equal(plan_action(loaded, obs), plan_action(model, obs))
 
 
 def test_load_without_zip_suffix(saved):

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import pathlib
+import secrets
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -54,6 +55,28 @@ _TRAINING_FIELDS = {
     "dynamics_refit_selection": "refit_selection",
 }
 
+#: SAC arguments LOOP accepts only at their default (SAC's) value, with the reason.
+_UNSUPPORTED_SAC_ARGUMENTS = {
+    "use_sde": (False, "LOOP explores with the ARC planner, not with the actor's gSDE noise"),
+    "sde_sample_freq": (-1, "it only matters with use_sde, which LOOP does not support"),
+    "use_sde_at_warmup": (False, "LOOP's warm-up actions are uniform random, not gSDE samples"),
+    "optimize_memory_usage": (False, "the dynamics ensemble is trained on the stored next_observations"),
+}
+
+#: SB3 policy names LOOP does not provide, with what to do instead.
+_UNSUPPORTED_POLICY_NAMES = {
+    "MultiInputPolicy": "for Dict observations, flatten them first with gymnasium.wrappers.FlattenObservation",
+    "CnnPolicy": "image observations are not supported (the dynamics model predicts flat state vectors)",
+}
+
+
+def _check_unsupported_sac_arguments(algorithm: str, **arguments: Any) -> None:
+    """Raise ``ValueError`` naming a SAC argument ``algorithm`` does not support, given a non-default value."""
+    for name, value in arguments.items():
+        default, reason = _UNSUPPORTED_SAC_ARGUMENTS[name]
+        if value != default:
+            raise ValueError(f"{name}={value!r} is not supported by {algorithm}: {reason}. Remove it or use {default!r}.")
+
 
 @contextlib.contextmanager
 def _named_as_loop_parameters() -> Iterator[None]:
@@ -93,6 +116,11 @@ class LOOP(SAC):
     :param ent_coef: Entropy coefficient (``"auto"``: learned, target entropy ``-|A|``).
     :param target_update_interval: Target network update interval in gradient steps.
     :param target_entropy: Target entropy when ``ent_coef="auto"``.
+    :param optimize_memory_usage: Not supported (only ``False``); accepted so that SAC configurations fail
+        with a clear message.
+    :param use_sde: Not supported (only ``False``).
+    :param sde_sample_freq: Not supported (only ``-1``).
+    :param use_sde_at_warmup: Not supported (only ``False``).
     :param horizon: Planning horizon H.
     :param population_size: Sequences sampled per planning iteration N.
     :param num_particles: Particles per sequence P.
@@ -123,7 +151,9 @@ class LOOP(SAC):
     :param tensorboard_log: The log location for tensorboard (if None, no logging).
     :param policy_kwargs: Additional arguments to the policy on creation.
     :param verbose: Verbosity level.
-    :param seed: Seed for the pseudo random generators.
+    :param seed: Seed for the pseudo random generators. It is also the policy's ``planning_seed``, which
+        makes ``predict(deterministic=True)`` reproducible across calls, save/load and copies
+        (``None``: a random planning seed is drawn, and saved with the model).
     :param device: Device on which the code should be run.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance.
     """
@@ -149,6 +179,10 @@ class LOOP(SAC):
         ent_coef: str | float = "auto",
         target_update_interval: int = 1,
         target_entropy: str | float = "auto",
+        optimize_memory_usage: bool = False,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        use_sde_at_warmup: bool = False,
         horizon: int = 3,
         population_size: int = 100,
         num_particles: int = 4,
@@ -176,6 +210,18 @@ class LOOP(SAC):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        _check_unsupported_sac_arguments(
+            type(self).__name__,
+            optimize_memory_usage=optimize_memory_usage,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            use_sde_at_warmup=use_sde_at_warmup,
+        )
+        if isinstance(policy, type) and not issubclass(policy, LOOPPolicy):
+            raise ValueError(
+                f"policy {policy.__name__} is not a LOOPPolicy: {type(self).__name__} supports 'MlpPolicy' "
+                "(LOOPPolicy) on flat Box observations."
+            )
         self.arc_kwargs = dict(
             horizon=horizon,
             population_size=population_size,
@@ -210,6 +256,8 @@ class LOOP(SAC):
         if replay_buffer_kwargs and replay_buffer_kwargs.get("optimize_memory_usage"):
             raise ValueError("optimize_memory_usage=True is not supported by LOOP (the ensemble needs next_observations)")
         self.termination_fn = termination_fn
+        # Saved with the model (a loaded model keeps it, even when created with seed=None).
+        self.planning_seed = int(seed) if seed is not None else secrets.randbits(63)
         self._last_dynamics_train = 0
         self.dynamics_log: list[dict[str, float | int | None]] = []
 
@@ -243,6 +291,14 @@ class LOOP(SAC):
         if _init_setup_model:
             self._setup_model()
 
+    def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
+        if policy_name in _UNSUPPORTED_POLICY_NAMES:
+            raise ValueError(
+                f"policy {policy_name!r} is not supported by {type(self).__name__}: it supports 'MlpPolicy' on "
+                f"flat Box observations; {_UNSUPPORTED_POLICY_NAMES[policy_name]}."
+            )
+        return super()._get_policy_from_name(policy_name)
+
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         check_loop_spaces(env.observation_space, env.action_space)
@@ -271,7 +327,12 @@ class LOOP(SAC):
 
     def _planning_policy_kwargs(self) -> dict[str, Any]:
         """What the policy needs to build the ensemble and the planner."""
-        return dict(arc_kwargs=self.arc_kwargs, termination_fn=self.termination_fn, **self.dynamics_policy_kwargs)
+        return dict(
+            arc_kwargs=self.arc_kwargs,
+            termination_fn=self.termination_fn,
+            planning_seed=self.planning_seed,
+            **self.dynamics_policy_kwargs,
+        )
 
     # --------------------------------------------------------------------------------- acting
     def _sample_action(

@@ -15,6 +15,34 @@ from stable_baselines3.sac.policies import SACPolicy
 from sb3_loop.dynamics import ProbabilisticEnsemble, get_termination_fn
 from sb3_loop.planning import ARCConfig, ARCPlanner, Scorer
 
+#: Independent random streams derived from a policy's ``planning_seed``.
+PLANNING_STREAMS = ("deterministic", "predict", "explore")
+
+
+def check_planning_seed(planning_seed: Any) -> int:
+    """
+    Return ``planning_seed`` as an ``int``, or raise ``ValueError`` if it cannot seed a torch generator.
+
+    :param planning_seed: An integer in ``[0, 2**64)``.
+    """
+    is_integer = isinstance(planning_seed, (int, np.integer)) and not isinstance(planning_seed, bool)
+    if not (is_integer and 0 <= int(planning_seed) < 2**64):
+        raise ValueError(f"planning_seed={planning_seed!r} must be an integer in [0, 2**64)")
+    return int(planning_seed)
+
+
+def stream_seed(planning_seed: int, stream: str) -> int:
+    """
+    The seed of one of the :data:`PLANNING_STREAMS`: statistically independent seeds for each stream.
+
+    :param planning_seed: The policy's planning seed.
+    :param stream: One of :data:`PLANNING_STREAMS`.
+    """
+    if stream not in PLANNING_STREAMS:
+        raise ValueError(f"stream={stream!r} must be one of {PLANNING_STREAMS}")
+    sequence = np.random.SeedSequence([planning_seed, PLANNING_STREAMS.index(stream)])
+    return int(sequence.generate_state(1, dtype=np.uint64)[0])
+
 
 def check_loop_spaces(observation_space: spaces.Space, action_space: spaces.Space, algorithm: str = "LOOP") -> None:
     """
@@ -59,6 +87,10 @@ class LOOPPolicy(SACPolicy):
     :param arc_kwargs: :class:`~sb3_loop.planning.ARCConfig` fields.
     :param termination_fn: Env id or callable, see :func:`~sb3_loop.dynamics.get_termination_fn`.
     :param num_extra_targets: Extra predicted quantities (1 for SafeLOOP's constraint cost).
+    :param planning_seed: Seeds the planner's random numbers. With ``deterministic=True`` every
+        environment's planner draws from a generator seeded afresh with it at each call, so the action
+        depends only on the weights, the observation and the warm start. Stochastic acting draws from
+        persistent generators seeded with it, one for ``predict`` and one for training rollouts.
     """
 
     def __init__(
@@ -74,9 +106,11 @@ class LOOPPolicy(SACPolicy):
         arc_kwargs: dict[str, Any] | None = None,
         termination_fn: str | Callable[[th.Tensor], th.Tensor] | None = None,
         num_extra_targets: int = 0,
+        planning_seed: int = 0,
         **kwargs: Any,
     ) -> None:
         check_loop_spaces(observation_space, action_space)
+        self.planning_seed = check_planning_seed(planning_seed)
         if not dynamics_learning_rate > 0:
             raise ValueError(f"dynamics_learning_rate={dynamics_learning_rate} must be > 0")
         self.dynamics_kwargs = dict(
@@ -103,6 +137,7 @@ class LOOPPolicy(SACPolicy):
         self.rollout_planner = self.make_planner()
         self._plan_seconds = 0.0
         self._plan_actions = 0
+        self._stochastic_generators: dict[str, th.Generator] = {}
 
     def make_planner(self, scorer: Scorer | None = None) -> ARCPlanner:
         """
@@ -151,7 +186,7 @@ class LOOPPolicy(SACPolicy):
         return super().predict(observation, state, episode_start, deterministic)
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:
-        return self._act(self.planner, observation, deterministic)
+        return self._act(self.planner, observation, deterministic, stream="predict")
 
     def explore(self, observation: np.ndarray) -> np.ndarray:
         """
@@ -163,15 +198,40 @@ class LOOPPolicy(SACPolicy):
         self.set_training_mode(False)
         obs_tensor, _ = self.obs_to_tensor(observation)
         with th.no_grad():
-            action = self._act(self.rollout_planner, obs_tensor, deterministic=False)
+            action = self._act(self.rollout_planner, obs_tensor, deterministic=False, stream="explore")
         return action.cpu().numpy().reshape((-1, *self.action_space.shape))
 
-    def _act(self, planner: ARCPlanner, observation: th.Tensor, deterministic: bool) -> th.Tensor:
+    def planning_generators(
+        self, num_envs: int, deterministic: bool, stream: str = "predict"
+    ) -> th.Generator | list[th.Generator]:
+        """
+        The generators the planner draws from, on the policy's device.
+
+        :param num_envs: Observations planned at once.
+        :param deterministic: One generator per environment, each seeded afresh with ``planning_seed``:
+            an environment's action then depends neither on earlier calls nor on the rest of the batch.
+            Otherwise the persistent generator of ``stream``, which keeps drawing fresh numbers.
+        :param stream: ``"predict"`` or ``"explore"`` (training rollouts), so that evaluating a model
+            during training leaves the training rollouts' random numbers unchanged.
+        """
+        if stream not in ("predict", "explore"):
+            raise ValueError(f"stream={stream!r} must be 'predict' or 'explore'")
+        if deterministic:
+            seed = stream_seed(self.planning_seed, "deterministic")
+            return [th.Generator(device=self.device).manual_seed(seed) for _ in range(num_envs)]
+        generator = self._stochastic_generators.get(stream)
+        if generator is None or generator.device != self.device:
+            generator = th.Generator(device=self.device).manual_seed(stream_seed(self.planning_seed, stream))
+            self._stochastic_generators[stream] = generator
+        return generator
+
+    def _act(self, planner: ARCPlanner, observation: th.Tensor, deterministic: bool, stream: str) -> th.Tensor:
         if not (self.use_planner and self.dynamics.is_trained):
             return self.actor(observation, deterministic)
         obs = observation.float().reshape(observation.shape[0], -1)
+        generator = self.planning_generators(obs.shape[0], deterministic, stream)
         start = time.perf_counter()
-        action = planner.plan(obs, deterministic=deterministic)
+        action = planner.plan(obs, deterministic=deterministic, generator=generator)
         self._plan_seconds += time.perf_counter() - start
         self._plan_actions += obs.shape[0]
         return action
@@ -187,6 +247,7 @@ class LOOPPolicy(SACPolicy):
                 arc_kwargs=vars(self.arc_config).copy(),
                 termination_fn=self.termination_fn,
                 num_extra_targets=self.dynamics_kwargs["num_extra_targets"],
+                planning_seed=self.planning_seed,
             )
         )
         return data
