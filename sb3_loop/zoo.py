@@ -4,7 +4,7 @@ rl-zoo3 launcher: ``python -m sb3_loop train|enjoy|record_video|plots ...``.
 The launcher adds our algorithms to rl-zoo3's tables (``rl_zoo3.utils.ALGOS`` and, for
 ``-optimize``, ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER``) and then
 runs rl-zoo3's own entry points with the user's arguments (``sys.argv`` rewritten), so every zoo
-option works unchanged. The only thing it adds is a default ``--conf-file``:
+option works unchanged. It adds a default ``--conf-file``:
 
 - for one of our algorithms (``loop``, ...) the packaged ``sb3_loop/hyperparams/<algo>.yml``;
 - for a stock algorithm (``sac``, ``td3``, ...) our packaged ``<algo>.yml`` if it has an entry for
@@ -12,6 +12,15 @@ option works unchanged. The only thing it adds is a default ``--conf-file``:
   baselines), otherwise nothing: the zoo's own file is used as usual.
 
 An explicit ``-conf/--conf-file`` always wins.
+
+``train`` also takes two options of the launcher's own, for runs longer than a sitting:
+
+- ``--checkpoint-dir DIR``: every ``--checkpoint-freq N`` env steps (default: ``--eval-freq``) write a
+  checkpoint of the whole run to ``DIR`` (model with its optimisers and LOOP's ensemble, replay buffer,
+  evaluations so far; see :mod:`sb3_loop.resume`). When ``DIR`` already holds one, the run continues
+  from it instead of starting over: ``num_timesteps`` and the evaluations carry on and training stops at
+  ``-n`` steps in all. Repeating the killed command is enough; a checkpoint written with other ``train``
+  arguments or hyperparameters is refused (delete ``DIR`` to start again).
 
 Examples::
 
@@ -22,20 +31,27 @@ Examples::
         --figure-dir plots/
     python -m sb3_loop train --algo loop --env Pendulum-v1 -optimize --n-trials 20 \\
         --storage optuna.log --study-name loop-pendulum
+    # killed? the same command again continues from the latest checkpoint
+    python -m sb3_loop train --algo loop --env Hopper-v5 --eval-freq 5000 --checkpoint-dir logs/hopper-checkpoint
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import re
 import runpy
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sb3_loop.resume import CheckpointOptions
 
 #: Directory of the packaged rl-zoo3 hyperparameter files (shipped as package data).
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
@@ -67,6 +83,9 @@ class ZooAlgorithm:
 #: with their ``sb3_loop/hyperparams/<name>.yml`` (and the copy in the top-level ``hyperparams/``).
 ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
     "loop": ZooAlgorithm("sb3_loop.loop:LOOP", sampler="sb3_loop.zoo:sample_loop_params"),
+    # Stock SAC with LOOP's SAC settings (hyperparams/sac_as_loop.yml): the paper's baseline, the SAC
+    # inside LOOP without the model and the planner.
+    "sac_as_loop": ZooAlgorithm("stable_baselines3:SAC"),
 }
 
 PLOT_SCRIPTS = ("all_plots", "plot_train", "plot_from_file")
@@ -75,7 +94,9 @@ COMMANDS = ("train", "enjoy", "record_video", "plots", *PLOT_SCRIPTS)
 USAGE = f"""usage: python -m sb3_loop {{{",".join(COMMANDS)}}} [rl-zoo3 arguments ...]
 
 Runs rl-zoo3's entry point with our algorithms ({", ".join(sorted(ZOO_ALGORITHMS))}) registered.
-  train          rl_zoo3.train (packaged hyperparams/<algo>.yml used when --conf-file is not given)
+  train          rl_zoo3.train (packaged hyperparams/<algo>.yml used when --conf-file is not given);
+                 the launcher's own --checkpoint-dir DIR [--checkpoint-freq N] checkpoints the run to
+                 DIR every N steps (default --eval-freq) and continues from DIR's latest checkpoint
   enjoy          rl_zoo3.enjoy
   record_video   rl_zoo3.record_video (headless MuJoCo: MUJOCO_GL=egl)
   plots [all_plots|plot_train|plot_from_file] ...
@@ -177,6 +198,52 @@ def with_default_conf_file(argv: Sequence[str]) -> list[str]:
     return argv if conf_file is None else [*argv, "--conf-file", conf_file]
 
 
+def split_checkpoint_options(
+    argv: Sequence[str], start_time: float | None = None
+) -> tuple[CheckpointOptions | None, list[str]]:
+    """
+    The launcher's ``--checkpoint-dir`` / ``--checkpoint-freq`` out of ``train`` arguments: a
+    :class:`sb3_loop.resume.CheckpointOptions` (``None`` without ``--checkpoint-dir``) and the
+    arguments left for the zoo.
+    """
+    parser = argparse.ArgumentParser(prog="sb3_loop train", add_help=False, allow_abbrev=False)
+    parser.add_argument("--checkpoint-dir", default=None)
+    parser.add_argument("--checkpoint-freq", type=int, default=None)
+    options, rest = parser.parse_known_args(list(argv))
+    if options.checkpoint_dir is None:
+        if options.checkpoint_freq is not None:
+            parser.error("--checkpoint-freq needs --checkpoint-dir")
+        return None, rest
+    if options.checkpoint_freq is not None and options.checkpoint_freq < 1:
+        parser.error(f"--checkpoint-freq must be >= 1, not {options.checkpoint_freq}")
+    from sb3_loop.resume import CheckpointOptions
+
+    start = time.time() if start_time is None else start_time
+    return CheckpointOptions(Path(options.checkpoint_dir), options.checkpoint_freq, tuple(rest), start), rest
+
+
+def _train(argv: list[str]) -> None:
+    start_time = time.time()
+    checkpoint, argv = split_checkpoint_options(argv, start_time)
+    register_algorithms()
+    import rl_zoo3.train
+
+    sys.argv = ["sb3_loop train", *with_default_conf_file(argv)]
+    if checkpoint is None:
+        rl_zoo3.train.train()
+        return
+    from sb3_loop.resume import IncompatibleCheckpoint, ResumableExperimentManager
+
+    manager = rl_zoo3.train.ExperimentManager
+    rl_zoo3.train.ExperimentManager = functools.partial(ResumableExperimentManager, checkpoint=checkpoint)
+    try:
+        rl_zoo3.train.train()
+    except IncompatibleCheckpoint as error:
+        raise SystemExit(f"sb3_loop train: error: {error}") from error
+    finally:
+        rl_zoo3.train.ExperimentManager = manager
+
+
 # ----------------------------------------------------------------------------- Optuna sampler
 def sample_loop_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """
@@ -255,11 +322,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif command in PLOT_SCRIPTS:
         _run_plots(command, rest)
     elif command == "train":
-        register_algorithms()
-        import rl_zoo3.train
-
-        sys.argv = ["sb3_loop train", *with_default_conf_file(rest)]
-        rl_zoo3.train.train()
+        _train(rest)
     elif command == "enjoy":
         register_algorithms(for_inference=True)
         import rl_zoo3.enjoy
