@@ -15,13 +15,33 @@ Each run is ``python -m sb3_loop train --algo A --env E -n STEPS --seed K --eval
 packaged loop.yml / sac.yml / td3.yml; ``--extra "loop=-params horizon:5"`` adds zoo arguments).
 The zoo's EvalCallback rewrites ``evaluations.npz`` at every evaluation, so partial results survive an
 interruption. A finished run gets ``done.json`` (with its wall-clock) and is skipped when the command
-is repeated; an unfinished one is deleted and restarted (unless ``running.json`` names a live process).
-``--report-only`` labels incomplete runs. Wall-clock is per run, process start-up and evaluations included.
+is repeated. ``--report-only`` labels incomplete runs. Wall-clock is per run, process start-up and
+evaluations included.
+
+Resuming: every run is launched with the launcher's ``--checkpoint-dir benchmarks/runs/E/A/seedK/checkpoint
+--checkpoint-freq C`` (``--checkpoint-freq``, default ``--eval-freq``; 0 turns checkpoints off). Every C
+steps the launcher replaces the run's checkpoint, ``checkpoint/steps_<N>/`` (model.zip with the optimisers
+and LOOP's ensemble, the replay buffer's filled rows, state.json with the evaluations so far and the
+wall-clock), atomically: written under a temporary name, then renamed. When the command is repeated, an
+unfinished run (killed, or its machine gone; ``running.json`` naming a live process means it is still
+running and is skipped) continues from that checkpoint if its ``run.json`` holds the same command
+(checkpoint options aside) and the checkpoint is complete; otherwise the folder is deleted and the run
+starts over. The launcher itself (``sb3_loop.zoo``, ``sb3_loop.resume``) loads the model and replay
+buffer, trains the steps left with ``num_timesteps`` counting on, gives the EvalCallback the evaluations
+so far, and refuses a checkpoint written with other arguments or hyperparameters (the run then fails:
+delete the folder). As for ``-i``, the zoo makes a new ``<env>_<id>`` folder per launch; the readers here
+take the latest launch's files: its ``evaluations.npz`` starts with every evaluation of the checkpoint,
+its final model holds the whole run. ``train.log`` is appended to, ``run.json`` lists the resumes and
+``done.json``'s wall-clock is the earlier sittings' time up to the checkpoint continued from plus the
+last sitting. A resumed run is not bitwise the run it would have been (random generators and the
+episode in progress start afresh). A finished run's checkpoint is deleted.
 
 ``benchmarks/runs/`` is not committed (models, logs). What a report needs is: every run's evaluations,
 status and wall-clock go to a small record, ``benchmarks/results/runs/<env>/<algo>_seed<k>.json``, when
-the run ends and at every report. Commit the records: on a fresh checkout, finished runs are skipped
-and reports are rebuilt from them, so a comparison can be completed over several sittings.
+the run ends and at every report; a finished LOOP run's record also holds its final model's
+``dynamics_log`` (one entry per ensemble refit), a resumed run's the steps it was resumed at
+(``resumed_at_steps``). Commit the records: on a fresh checkout, finished runs are skipped and reports
+are rebuilt from them, so a comparison can be completed over several sittings.
 A hand-written ``benchmarks/results/notes/compare_<env>.md`` (commands, caveats) is appended to the report.
 """
 
@@ -53,6 +73,8 @@ RUNNING_FILE = "running.json"
 RECORDS_DIR = "runs"  # under the results folder: one committed JSON record per run
 NOTES_DIR = "notes"  # under the results folder: compare_<env>.md appended to the generated report
 LOG_FILE = "train.log"
+CHECKPOINT_DIR = "checkpoint"  # in a run folder: the launcher's --checkpoint-dir
+CHECKPOINT_OPTIONS = ("--checkpoint-dir", "--checkpoint-freq")
 DEFAULT_ALGOS = ("loop", "sac", "td3")
 
 
@@ -66,11 +88,16 @@ class RunSpec:
     eval_freq: int
     eval_episodes: int
     extra: tuple[str, ...] = ()
+    checkpoint_freq: int = 0  # env steps between the launcher's checkpoints; 0: none (not resumable)
 
     def directory(self, runs_dir: Path) -> Path:
         return run_directory(runs_dir, self.env, self.algo, self.seed)
 
     def command(self, runs_dir: Path) -> list[str]:
+        checkpoints = []
+        if self.checkpoint_freq > 0:
+            checkpoints = ["--checkpoint-dir", str(self.directory(runs_dir) / CHECKPOINT_DIR),
+                           "--checkpoint-freq", str(self.checkpoint_freq)]  # fmt: skip
         return [
             sys.executable, "-m", "sb3_loop", "train",
             "--algo", self.algo, "--env", self.env,
@@ -78,6 +105,7 @@ class RunSpec:
             "--eval-freq", str(self.eval_freq), "--eval-episodes", str(self.eval_episodes),
             "--num-threads", "1",
             "--log-folder", str(self.directory(runs_dir)),
+            *checkpoints,
             *self.extra,
         ]  # fmt: skip
 
@@ -134,25 +162,35 @@ def run_one(spec: RunSpec, runs_dir: Path, results_dir: Path | None = None) -> s
     if running is not None and running.get("host") == os.uname().nodename and _pid_alive(int(running["pid"])):
         print(f"[skip] {label}: running in process {running['pid']}", flush=True)
         return "running"
-    if directory.exists():
+    command = spec.command(runs_dir)
+    checkpoint = resumable_checkpoint(directory, command) if directory.exists() else None
+    if checkpoint is not None:
+        print(f"[resume] {label}: unfinished run found, continuing from its checkpoint at "
+              f"{checkpoint['num_timesteps']} steps", flush=True)  # fmt: skip
+    elif directory.exists():
         print(f"[restart] {label}: unfinished run found, starting again", flush=True)
         shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    command = spec.command(runs_dir)
+    directory.mkdir(parents=True, exist_ok=True)
     _write_json(directory / RUNNING_FILE, {"pid": os.getpid(), "host": os.uname().nodename})
-    _write_json(
-        directory / RUN_FILE,
-        {"env": spec.env, "algo": spec.algo, "seed": spec.seed, "steps": spec.steps, "eval_freq": spec.eval_freq,
-         "eval_episodes": spec.eval_episodes, "command": command, "started": _now()},
-    )  # fmt: skip
+    info = {"env": spec.env, "algo": spec.algo, "seed": spec.seed, "steps": spec.steps, "eval_freq": spec.eval_freq,
+            "eval_episodes": spec.eval_episodes, "command": command, "started": _now()}  # fmt: skip
+    if checkpoint is not None:
+        previous = _read_json(directory / RUN_FILE) or {}
+        info["started"] = previous.get("started", info["started"])
+        info["resumed"] = [*previous.get("resumed", []), {"at_steps": checkpoint["num_timesteps"], "time": _now()}]
+    _write_json(directory / RUN_FILE, info)
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
     env.setdefault("MUJOCO_GL", "egl")
     print(f"[run] {label}: {shlex.join(command)}", flush=True)
     start = time.perf_counter()
-    with open(directory / LOG_FILE, "w") as log:
+    with open(directory / LOG_FILE, "a" if checkpoint is not None else "w") as log:
+        if checkpoint is not None:
+            log.write(f"\n===== compare.py {_now()}: resuming from the checkpoint at {checkpoint['num_timesteps']} steps\n")
+            log.flush()
         returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
-    wall_clock = time.perf_counter() - start
+    # earlier sittings count up to the checkpoint this one continued from (the work redone after it, once)
+    wall_clock = time.perf_counter() - start + (float(checkpoint.get("wall_clock_s") or 0.0) if checkpoint else 0.0)
     (directory / RUNNING_FILE).unlink(missing_ok=True)
     try:
         return _finish_run(spec, directory, label, returncode, wall_clock, command)
@@ -173,25 +211,94 @@ def _finish_run(spec: RunSpec, directory: Path, label: str, returncode: int, wal
         # the zoo saves the model and exits normally on Ctrl-C: that run is not finished
         print(f"[interrupted] {label}: the saved model has {trained} of {spec.steps} steps", flush=True)
         return "interrupted"
-    _write_json(
-        directory / DONE_FILE,
-        {"env": spec.env, "algo": spec.algo, "seed": spec.seed, "steps": spec.steps, "eval_freq": spec.eval_freq,
-         "eval_episodes": spec.eval_episodes, "wall_clock_s": wall_clock, "finished": _now(), "command": command},
-    )  # fmt: skip
-    print(f"[done] {label}: {wall_clock:.0f} s", flush=True)
+    resumed = [int(entry["at_steps"]) for entry in (_read_json(directory / RUN_FILE) or {}).get("resumed", [])]
+    done = {"env": spec.env, "algo": spec.algo, "seed": spec.seed, "steps": spec.steps, "eval_freq": spec.eval_freq,
+            "eval_episodes": spec.eval_episodes, "wall_clock_s": wall_clock, "finished": _now(),
+            "command": command}  # fmt: skip
+    if resumed:
+        done["resumed_at_steps"] = resumed
+    _write_json(directory / DONE_FILE, done)
+    shutil.rmtree(directory / CHECKPOINT_DIR, ignore_errors=True)  # a finished run is never continued
+    print(f"[done] {label}: {wall_clock:.0f} s" + (f" (resumed at {resumed} steps)" if resumed else ""), flush=True)
     return "done"
+
+
+def resumable_checkpoint(directory: Path, command: list[str]) -> dict | None:
+    """The ``state.json`` of the latest checkpoint in an unfinished run folder if ``command`` continues that
+    run: the folder was started with the same command (checkpoint options aside) and holds a complete
+    checkpoint. ``None`` otherwise: the run starts over. (The launcher checks the arguments again, and the
+    hyperparameters, before it continues.)"""
+    started = _read_json(directory / RUN_FILE)
+    if started is None or _without_checkpoint_options(started.get("command")) != _without_checkpoint_options(command):
+        return None
+    found = []
+    for checkpoint in (directory / CHECKPOINT_DIR).glob("steps_*"):
+        state = _read_json(checkpoint / "state.json")  # written last: a complete checkpoint has it
+        if state is not None and isinstance(state.get("num_timesteps"), int) and (checkpoint / "model.zip").is_file():
+            found.append(state)
+    return max(found, key=lambda state: state["num_timesteps"], default=None)
+
+
+def _without_checkpoint_options(command: list[str] | None) -> list[str] | None:
+    """``command`` in portable form without the launcher's checkpoint options (they may change between sittings)."""
+    portable = portable_command(command)
+    if portable is None:
+        return None
+    kept, skip = [], False
+    for argument in portable:
+        if skip:
+            skip = False
+        elif argument in CHECKPOINT_OPTIONS:
+            skip = True
+        elif not argument.startswith(tuple(f"{option}=" for option in CHECKPOINT_OPTIONS)):
+            kept.append(argument)
+    return kept
+
+
+def _zoo_run_folders(directory: Path, algo: str, env: str) -> list[Path]:
+    """The zoo's ``<env>_<id>`` folders of a run, oldest launch first (a resumed run has one per sitting)."""
+    pattern = re.compile(rf"{re.escape(env)}_(\d+)(_.*)?")
+
+    def launch_order(path: Path) -> tuple[int, float]:
+        match = pattern.fullmatch(path.name)
+        try:
+            modified = path.stat().st_mtime
+        except OSError:  # deleted meanwhile
+            modified = 0.0
+        return (int(match.group(1)) if match else -1, modified)
+
+    return sorted((p for p in directory.glob(f"{algo}/{env}_*") if p.is_dir()), key=launch_order)
+
+
+def saved_model_data(directory: Path, algo: str, env: str) -> dict | None:
+    """The ``data`` JSON of the final model the zoo saved for a run, from its latest launch that saved one
+    (read from the zip, no torch)."""
+    for folder in reversed(_zoo_run_folders(directory, algo, env)):
+        model = folder / f"{env}.zip"
+        if model.is_file():
+            try:
+                with zipfile.ZipFile(model) as archive:
+                    data = json.loads(archive.read("data"))
+            except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+                return None
+            return data if isinstance(data, dict) else None
+    return None
 
 
 def saved_num_timesteps(directory: Path, algo: str, env: str) -> int | None:
     """``num_timesteps`` of the final model the zoo saved for a run (read from the zip, no torch)."""
-    models = sorted(directory.glob(f"{algo}/{env}_*/{env}.zip"), key=lambda p: p.stat().st_mtime)
-    if not models:
-        return None
+    data = saved_model_data(directory, algo, env)
     try:
-        with zipfile.ZipFile(models[-1]) as archive:
-            return int(json.loads(archive.read("data"))["num_timesteps"])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None if data is None else int(data["num_timesteps"])
+    except (KeyError, TypeError, ValueError):
         return None
+
+
+def saved_dynamics_log(data: dict | None) -> list[dict] | None:
+    """LOOP's ``dynamics_log`` (one dict per ensemble refit) from a saved model's ``data``, if it has one
+    stored as plain JSON (SB3 stores what JSON cannot hold as an opaque pickle)."""
+    log = None if data is None else data.get("dynamics_log")
+    return log if isinstance(log, list) and all(isinstance(entry, dict) for entry in log) else None
 
 
 def _now() -> str:
@@ -211,6 +318,8 @@ class RunResult:
     timesteps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     episode_returns: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # [evaluations, episodes]
     wall_clock_s: float | None = None
+    dynamics_log: list[dict] | None = None  # LOOP's per-refit ensemble statistics (final model)
+    resumed_at_steps: list[int] = field(default_factory=list)  # steps of the checkpoints later sittings continued
 
     @property
     def returns(self) -> np.ndarray:
@@ -240,10 +349,13 @@ def read_run_directory(seed_dir: Path, env: str, algo: str) -> RunResult | None:
         eval_freq=info.get("eval_freq"),
         eval_episodes=info.get("eval_episodes"),
         command=info.get("command"),
+        resumed_at_steps=[int(entry["at_steps"]) for entry in info.get("resumed", [])],
     )
     if done is not None:
         run.wall_clock_s = float(done["wall_clock_s"])
-    evaluations = sorted(seed_dir.glob(f"{algo}/{env}_*/evaluations.npz"), key=lambda p: p.stat().st_mtime)
+        run.dynamics_log = saved_dynamics_log(saved_model_data(seed_dir, algo, env))
+    # a resumed launch starts its evaluations.npz with those of the checkpoint it continued from
+    evaluations = [p / "evaluations.npz" for p in _zoo_run_folders(seed_dir, algo, env) if (p / "evaluations.npz").is_file()]
     if evaluations:
         try:
             with np.load(evaluations[-1]) as data:
@@ -308,6 +420,10 @@ def write_record(results_dir: Path, env: str, run: RunResult, stored: dict | Non
         "command": portable_command(run.command), "recorded": _now(), "timesteps": run.timesteps.tolist(),
         "episode_returns": run.episode_returns.tolist(),
     }  # fmt: skip
+    if run.resumed_at_steps:  # optional fields only when set, so older records do not change
+        record["resumed_at_steps"] = run.resumed_at_steps
+    if run.dynamics_log is not None:
+        record["dynamics_log"] = run.dynamics_log
     if stored is not None and _content(stored) == _content(record):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -361,6 +477,8 @@ def _record_to_run(data: dict) -> RunResult:
         timesteps=np.asarray(data.get("timesteps") or [], dtype=np.int64),
         episode_returns=returns.reshape(len(returns), -1),
         wall_clock_s=data.get("wall_clock_s"),
+        dynamics_log=data.get("dynamics_log"),
+        resumed_at_steps=list(data.get("resumed_at_steps") or []),
     )
 
 
@@ -574,6 +692,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--levels", nargs="+", type=float, default=[], help="return levels for steps-to-reach")
     parser.add_argument("--checkpoints", nargs="+", type=int, default=None, help="steps (default: 4 even points)")
     parser.add_argument("--extra", nargs="+", default=[], help='extra zoo arguments per algo: "loop=-params horizon:5"')
+    parser.add_argument("--checkpoint-freq", type=int, default=None,
+                        help="steps between a run's checkpoints (default: --eval-freq; 0: none, runs restart)")  # fmt: skip
     parser.add_argument("--only", nargs=3, metavar=("ENV", "ALGO", "SEED"), help="run this one (env, algo, seed)")
     parser.add_argument("--jobs", type=int, default=1, help="runs executed at the same time")
     parser.add_argument("--report-only", action="store_true", help="only regenerate markdown and PNG")
@@ -606,8 +726,10 @@ def main(argv: list[str] | None = None) -> int:
         missing = [a for a in args.algos if a not in steps]
         if missing:
             raise SystemExit(f"--steps has no budget for {missing}: pass e.g. --steps {missing[0]}=10000")
+        checkpoint_freq = args.eval_freq if args.checkpoint_freq is None else max(args.checkpoint_freq, 0)
+        extras = {algo: tuple(extra.get(algo, ())) for algo in args.algos}
         specs = [
-            RunSpec(env, algo, seed, int(steps[algo]), args.eval_freq, args.eval_episodes, tuple(extra.get(algo, ())))
+            RunSpec(env, algo, seed, int(steps[algo]), args.eval_freq, args.eval_episodes, extras[algo], checkpoint_freq)
             for env in args.envs
             for seed in args.seeds
             for algo in args.algos
