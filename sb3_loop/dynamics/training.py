@@ -134,39 +134,80 @@ def train_ensemble(
     num_samples = inputs.shape[0]
     if num_samples < 2:
         raise ValueError(f"need at least 2 transitions to train the dynamics ensemble, got {num_samples}")
-    row_ids = _row_ids(indices, len(finite), "indices")[finite.cpu().numpy()]
-    is_holdout = torch.as_tensor(_split(row_ids, config.holdout_ratio), device=inputs.device)
-    holdout_idx, train_idx = _holdout_rows(is_holdout, config.max_holdout, generator), torch.nonzero(~is_holdout)[:, 0]
-    previously_trained = model.is_trained
-    previous = _full_state(model)
-
-    train_x, train_y = inputs[train_idx], targets[train_idx]
-    # Errors are measured in units of the training targets' spread, whatever normaliser a member uses.
-    scale = _spread(train_y)
-    holdout = (inputs[holdout_idx], targets[holdout_idx])
-    fresh_mse = None
-    if fresh is not None and previously_trained:
-        fresh_rows = torch.as_tensor(_row_ids(fresh, len(finite), "fresh").astype(bool), device=inputs.device)[finite]
-        if fresh_rows.any():
-            fresh_mse = float(scaled_mse(model, inputs[fresh_rows], targets[fresh_rows], scale)[: model.num_elites].mean())
-    previous_mse = scaled_mse(model, *holdout, scale) if previously_trained else None
-
-    model.set_normalizer(train_x, train_y)
-    norm_x, norm_y = _normalize(model, train_x, train_y)
-
     decays = tuple(config.weight_decays or default_weight_decays(len(model.layers)))
     if len(decays) != len(model.layers):
         raise ValueError(f"weight_decays has {len(decays)} entries but the ensemble has {len(model.layers)} layers")
+    row_ids = _row_ids(indices, len(finite), "indices")[finite.cpu().numpy()]
+    holdout_idx, train_idx = _split_rows(row_ids, config, generator, inputs.device)
+    train_x, train_y = inputs[train_idx], targets[train_idx]
+    holdout = (inputs[holdout_idx], targets[holdout_idx])
+    # Errors are measured in units of the training targets' spread, whatever normaliser a member uses.
+    scale = _spread(train_y)
 
-    # "Best" starts at +inf: the weights before this call never count as an epoch of this call.
-    best_mse = torch.full((model.ensemble_size,), math.inf, device=inputs.device)
+    previously_trained = model.is_trained
+    previous = _full_state(model)
+    fresh_mse, previous_mse = None, None
+    if previously_trained:
+        fresh_mse = _fresh_error(model, fresh, finite, inputs, targets, scale)
+        previous_mse = scaled_mse(model, *holdout, scale)
+
+    model.set_normalizer(train_x, train_y)
+    fit = _fit(model, optimizer, _normalize(model, train_x, train_y), holdout, scale, config, decays, generator)
+    history = [float((previous_mse if previous_mse is not None else fit.start_mse).mean()), *fit.history]
+
+    keep_previous = _members_keeping_previous(previous_mse, fit.best_mse, config.refit_selection)
+    _restore(model, fit.best_state)
+    _restore(model, previous, members=keep_previous, shared=bool(keep_previous.all()))
+    model.holdout_mse.copy_(scaled_mse(model, *holdout, scale))
+    model.reorder_members(torch.argsort(model.holdout_mse), optimizer)
+    model.num_trainings += 1
+    return EnsembleTrainingStats(
+        holdout_mse=model.holdout_mse.tolist(),
+        epochs=fit.epochs,
+        gradient_steps=fit.gradient_steps,
+        seconds=time.perf_counter() - start,
+        train_loss=fit.train_loss,
+        num_samples=num_samples,
+        holdout_history=history,
+        num_holdout=int(holdout_idx.numel()),
+        kept_previous=int(keep_previous.sum()),
+        fresh_mse=fresh_mse,
+    )
+
+
+@dataclass
+class _FitResult:
+    """Outcome of the epochs of one call: each member's best holdout MSE and the weights that reached it."""
+
+    start_mse: torch.Tensor
+    best_mse: torch.Tensor
+    best_state: dict[str, torch.Tensor]
+    epochs: int
+    gradient_steps: int
+    train_loss: float
+    history: list[float]
+
+
+def _fit(
+    model: ProbabilisticEnsemble,
+    optimizer: torch.optim.Optimizer,
+    normalized_train: tuple[torch.Tensor, torch.Tensor],
+    holdout: tuple[torch.Tensor, torch.Tensor],
+    scale: torch.Tensor,
+    config: EnsembleTrainingConfig,
+    decays: Sequence[float],
+    generator: torch.Generator | None,
+) -> _FitResult:
+    """Train epoch by epoch until early stopping or a cap; snapshot each member's best epoch."""
+    # "Best" starts at +inf: the weights from before this call never count as one of its epochs.
+    start_mse = scaled_mse(model, *holdout, scale)
+    best_mse = torch.full_like(start_mse, math.inf)
     best_state = _full_state(model)
     epochs_since_improvement, epoch, gradient_steps, train_loss = 0, 0, 0, float("nan")
-    budget = config.max_gradient_steps
-    history = [float((previous_mse if previously_trained else scaled_mse(model, *holdout, scale)).mean())]
+    budget, history = config.max_gradient_steps, []
     while (config.max_epochs is None or epoch < config.max_epochs) and (budget is None or gradient_steps < budget):
         max_batches = None if budget is None else budget - gradient_steps
-        train_loss, batches = _train_epoch(model, optimizer, norm_x, norm_y, config, decays, generator, max_batches)
+        train_loss, batches = _train_epoch(model, optimizer, *normalized_train, config, decays, generator, max_batches)
         gradient_steps += batches
         epoch += 1
         mse = scaled_mse(model, *holdout, scale)
@@ -180,29 +221,42 @@ def train_ensemble(
             epochs_since_improvement += 1
         if epochs_since_improvement >= config.patience:
             break
+    return _FitResult(start_mse, best_mse, best_state, epoch, gradient_steps, train_loss, history)
 
-    keep_previous = torch.zeros_like(best_mse, dtype=torch.bool)
-    if previous_mse is not None:
-        keep_previous = ~torch.isfinite(best_mse)  # no usable epoch: the previous weights stay
-        if config.refit_selection == "keep_better":
-            keep_previous |= previous_mse < best_mse
-    _restore(model, best_state)
-    _restore(model, previous, members=keep_previous, shared=bool(keep_previous.all()))
-    model.holdout_mse.copy_(scaled_mse(model, *holdout, scale))
-    model.reorder_members(torch.argsort(model.holdout_mse), optimizer)
-    model.num_trainings += 1
-    return EnsembleTrainingStats(
-        holdout_mse=model.holdout_mse.tolist(),
-        epochs=epoch,
-        gradient_steps=gradient_steps,
-        seconds=time.perf_counter() - start,
-        train_loss=train_loss,
-        num_samples=num_samples,
-        holdout_history=history,
-        num_holdout=int(holdout_idx.numel()),
-        kept_previous=int(keep_previous.sum()),
-        fresh_mse=fresh_mse,
-    )
+
+def _members_keeping_previous(previous_mse: torch.Tensor | None, best_mse: torch.Tensor, selection: str) -> torch.Tensor:
+    """Members that go back to their pre-refit weights (never on a first fit)."""
+    if previous_mse is None:
+        return torch.zeros_like(best_mse, dtype=torch.bool)
+    keep = ~torch.isfinite(best_mse)  # no usable epoch: the previous weights stay
+    if selection == "keep_better":
+        keep |= previous_mse < best_mse
+    return keep
+
+
+def _split_rows(
+    row_ids: np.ndarray, config: EnsembleTrainingConfig, generator: torch.Generator | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Holdout rows (a random subset of at most ``max_holdout`` of the fixed holdout) and training rows."""
+    is_holdout = torch.as_tensor(_split(row_ids, config.holdout_ratio), device=device)
+    return _holdout_rows(is_holdout, config.max_holdout, generator), torch.nonzero(~is_holdout)[:, 0]
+
+
+def _fresh_error(
+    model: ProbabilisticEnsemble,
+    fresh: np.ndarray | torch.Tensor | None,
+    finite: torch.Tensor,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    scale: torch.Tensor,
+) -> float | None:
+    """Elite MSE on the rows flagged ``fresh`` (before any training of this call)."""
+    if fresh is None:
+        return None
+    rows = torch.as_tensor(_row_ids(fresh, len(finite), "fresh").astype(bool), device=inputs.device)[finite]
+    if not rows.any():
+        return None
+    return float(scaled_mse(model, inputs[rows], targets[rows], scale)[: model.num_elites].mean())
 
 
 def holdout_mask(indices: np.ndarray | Sequence[int], holdout_ratio: float) -> np.ndarray:
