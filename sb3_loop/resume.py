@@ -159,8 +159,8 @@ class RunCheckpointCallback(BaseCallback):
 
     :param directory: Folder of the checkpoints.
     :param save_freq: Env steps between checkpoints (counted over all envs).
-    :param eval_callback: The run's ``EvalCallback``, whose evaluations each checkpoint carries. Put this
-        callback after it, so a checkpoint at an evaluation step includes that evaluation.
+    :param eval_callback: The run's ``EvalCallback``, whose evaluations each checkpoint carries (those of
+        the checkpoint's step included).
     :param metadata: Stored as is in ``state.json`` (e.g. what must match to continue from it).
     :param wall_clock_offset: Wall-clock of earlier sittings of the run, in seconds.
     :param start_time: ``time.time()`` when this sitting started (default: now).
