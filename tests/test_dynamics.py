@@ -51,7 +51,7 @@ def new_model(seed: int = 0, lr: float = 1e-3, **kwargs) -> tuple[ProbabilisticE
     return model, torch.optim.Adam(model.parameters(), lr=lr)
 
 
-def fit(model, optimizer, data, seed=0, with_cost=False, **config):
+def fit(model, optimizer, data, seed=0, with_cost=False, indices=None, fresh=None, **config):
     return train_ensemble(
         model,
         optimizer,
@@ -62,6 +62,8 @@ def fit(model, optimizer, data, seed=0, with_cost=False, **config):
         cost=data["cost"] if with_cost else None,
         config=EnsembleTrainingConfig(**config),
         generator=torch.Generator().manual_seed(seed),
+        indices=indices,
+        fresh=fresh,
     )
 
 

@@ -8,26 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from sb3_loop.dynamics import EnsembleTrainingConfig, holdout_mask, scaled_mse, train_ensemble
+from sb3_loop.dynamics import EnsembleTrainingConfig, holdout_mask, scaled_mse
 from sb3_loop.dynamics import training as training_module
 from tests.test_dynamics import ACT_DIM, ENSEMBLE, OBS_DIM, make_data, new_model
+from tests.test_dynamics import fit as refit
 
 torch.set_num_threads(1)
-
-
-def refit(model, optimizer, data, seed=0, indices=None, fresh=None, **config):
-    return train_ensemble(
-        model,
-        optimizer,
-        data["obs"],
-        data["action"],
-        data["reward"],
-        data["next_obs"],
-        config=EnsembleTrainingConfig(**config),
-        generator=torch.Generator().manual_seed(seed),
-        indices=indices,
-        fresh=fresh,
-    )
 
 
 def concat(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
