@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import RunResult, read_records  # noqa: E402
+from compare import RunResult, read_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {
@@ -70,8 +70,8 @@ def kept_fraction(run: RunResult, ensemble_size: int = 7) -> float | None:
 def _cell(values: list[float | None], digits: int = 1) -> str:
     present = [v for v in values if v is not None]
     if not present:
-        return "–"
-    per_seed = " / ".join("–" if v is None else f"{v:.{digits}f}" for v in values)
+        return "-"
+    per_seed = " / ".join("-" if v is None else f"{v:.{digits}f}" for v in values)
     if len(present) < 2:
         return per_seed
     return f"**{np.mean(present):.{digits}f}** ({per_seed})"
@@ -88,8 +88,8 @@ def env_tables(env: str) -> list[str]:
     lines += ["", "Model error on never-seen data, `fresh_mse` averaged over the refits in each window of env steps;",
               "`holdout_mse` (fixed holdout, after the refit) over the same windows; share of member-refits that kept",
               "their pre-refit weights:", ""]  # fmt: skip
-    header = " | ".join(f"fresh {a // 1000}k–{b // 1000}k" for a, b in WINDOWS)
-    lines += [f"| variant | {header} | holdout 15k–20k | kept previous |", "|---|" + "---|" * (len(WINDOWS) + 2)]
+    header = " | ".join(f"fresh {a // 1000}k-{b // 1000}k" for a, b in WINDOWS)
+    lines += [f"| variant | {header} | holdout 15k-20k | kept previous |", "|---|" + "---|" * (len(WINDOWS) + 2)]
     for variant, found in runs.items():
         if not any(run.dynamics_log for run in found):
             continue

@@ -12,7 +12,6 @@ import torch
 
 from sb3_loop.dynamics.ensemble import NORMALIZER_BUFFERS, ProbabilisticEnsemble, default_weight_decays
 
-
 #: What a member keeps after a refit, see :class:`EnsembleTrainingConfig`.
 REFIT_SELECTIONS = ("best_epoch", "keep_better")
 
