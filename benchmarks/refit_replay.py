@@ -78,7 +78,8 @@ def summarize(logs: dict[tuple[str, int], list[dict]], args: argparse.Namespace,
     windows = [(a, min(a + WINDOW, last)) for a in range(args.start, last, WINDOW)]
 
     def mean_fresh(rule: str, seed: int, window: tuple[int, int]) -> float:
-        values = [e["fresh_mse"] for e in logs[(rule, seed)] if e["fresh_mse"] is not None and window[0] < e["step"] <= window[1]]
+        log = logs[(rule, seed)]
+        values = [e["fresh_mse"] for e in log if e["fresh_mse"] is not None and window[0] < e["step"] <= window[1]]
         return float(np.mean(values)) if values else float("nan")
 
     lines = [
