@@ -155,3 +155,20 @@ def test_progress_bar():
     model.learn(150, progress_bar=True)
     assert model.num_timesteps == 150
     assert model.policy.dynamics.is_trained
+
+
+def test_dynamics_log_and_fresh_mse():
+    """Every refit is logged; from the second on, with the error on the transitions it had not seen."""
+    model = make_model()
+    logger, writer = recording_logger()
+    model.set_logger(logger)
+    model.learn(350, log_interval=1)
+    log = model.dynamics_log
+    assert [entry["num_timesteps"] for entry in log] == [100, 200, 300]
+    assert log[0]["fresh_mse"] is None
+    assert all(np.isfinite(entry["fresh_mse"]) and entry["fresh_mse"] > 0 for entry in log[1:])
+    assert all(0 <= entry["kept_previous"] <= 3 for entry in log)
+    assert writer.values("dynamics/fresh_mse") and writer.values("dynamics/kept_previous")
+    # The transitions since the last refit are the fresh ones: 50 of them, the newest in the buffer.
+    fresh = model._fresh_rows(model.replay_buffer.size())
+    assert fresh.sum() == 50 and fresh[-50:].all()
