@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Hopper-v5"])
     parser.add_argument("--output", type=Path, default=RESULTS / "refit_selection.md")
     args = parser.parse_args(argv)
-    lines = ["# Which model should an ensemble refit keep?", "", (__doc__ or "").split("\n\n")[0], "", "Runs:", "",
+    lines = ["# Which model should an ensemble refit keep?", "", *("    " + line for line in (__doc__ or "").split("\n\n")[1].splitlines()), "", "Runs:", "",
              f"    {COMMAND}", "", "(ENV in HalfCheetah-v5 / Hopper-v5, SEED 0 and 1, VARIANT best_epoch / keep_better;",
              "one torch thread per run, two runs at a time on a 2-core machine.)", ""]  # fmt: skip
     for env in args.envs:

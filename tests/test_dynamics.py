@@ -261,7 +261,7 @@ def test_keeps_best_snapshot_when_training_makes_it_worse(trained) -> None:
     mse_before = model.holdout_mse.clone()
     # A destructive learning rate: no epoch improves on the fitted weights, so they are restored.
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
-    stats = fit(model, optimizer, data, seed=0, max_epochs=2, patience=100)
+    stats = fit(model, optimizer, data, seed=0, max_epochs=2, patience=100, refit_selection="keep_better")
     assert min(stats.holdout_history[1:]) > 10 * stats.holdout_history[0]
     after = model.sample(obs, action, deterministic=True)
     torch.testing.assert_close(after.next_obs, before.next_obs, rtol=1e-5, atol=1e-5)

@@ -33,7 +33,7 @@ class EnsembleTrainingConfig:
         ``None`` uses the paper's values.
     :param logvar_bound_coef: Penalty on ``sum(max_logvar) - sum(min_logvar)``.
     :param refit_selection: What a member keeps after a call on an already trained ensemble.
-        ``"best_epoch"``: its best epoch of this call (the paper's code: "best" starts at +inf).
+        ``"best_epoch"`` (default): its best epoch of this call (the paper's code: "best" starts at +inf).
         ``"keep_better"``: its pre-refit weights, with the normaliser they were trained with, when those
         predict the holdout better than the call's best epoch. Both judge on the fixed holdout only.
     """
@@ -47,7 +47,7 @@ class EnsembleTrainingConfig:
     improvement: float = 0.01
     weight_decays: Sequence[float] | None = None
     logvar_bound_coef: float = 0.01
-    refit_selection: str = "keep_better"
+    refit_selection: str = "best_epoch"
 
     def __post_init__(self) -> None:
         if self.refit_selection not in REFIT_SELECTIONS:
