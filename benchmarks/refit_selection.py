@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Hopper-v5"])
     parser.add_argument("--output", type=Path, default=RESULTS / "refit_selection.md")
     args = parser.parse_args(argv)
-    lines = ["# Which model should an ensemble refit keep?", "", *("    " + line for line in (__doc__ or "").split("\n\n")[1].splitlines()), "", "Runs:", "",
+    variants = ("    " + line for line in (__doc__ or "").split("\n\n")[1].splitlines())
+    lines = ["# Which model should an ensemble refit keep?", "", *variants, "", "Runs:", "",
              f"    {COMMAND}", "", "(ENV in HalfCheetah-v5 / Hopper-v5, SEED 0 and 1, VARIANT best_epoch / keep_better;",
              "one torch thread per run, two runs at a time on a 2-core machine.)", ""]  # fmt: skip
     for env in args.envs:
