@@ -116,25 +116,18 @@ class ProbabilisticEnsemble(nn.Module):
         """All ensemble layers, input to output."""
         return [*self.hidden_layers, self.output_layer]
 
-    def set_normalizer(self, inputs: torch.Tensor, targets: torch.Tensor, members: torch.Tensor | None = None) -> None:
+    def set_normalizer(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
         """
-        Set input and target standardisation from training data.
+        Set every member's input and target standardisation from training data.
 
         :param inputs: Training inputs [N, input_dim].
         :param targets: Training targets [N, target_dim].
-        :param members: Boolean mask [E] of the members to update (default: all).
         """
-        mask = torch.ones(self.ensemble_size, dtype=torch.bool, device=inputs.device) if members is None else members
         for name, data in (("input", inputs), ("target", targets)):
             std = data.std(dim=0, unbiased=False)
             std = torch.where(std < 1e-6, torch.ones_like(std), std)
-            for kind, value in (("mean", data.mean(dim=0)), ("std", std)):
-                buffer = getattr(self, f"{name}_{kind}")
-                buffer.copy_(torch.where(mask[:, None, None], value, buffer))
-
-    def normalizer_state(self) -> dict[str, torch.Tensor]:
-        """A copy of the per-member normalisation statistics."""
-        return {name: getattr(self, name).detach().clone() for name in NORMALIZER_BUFFERS}
+            getattr(self, f"{name}_mean").copy_(data.mean(dim=0))  # broadcast to every member
+            getattr(self, f"{name}_std").copy_(std)
 
     def forward(self, normalized_inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """
