@@ -102,7 +102,7 @@ class OfflineDataset:
         if outside.any():
             row, column = np.argwhere(outside)[0]
             raise DatasetError(
-                f"{self.source}: key 'actions' row {row} column {column} is {self.actions[row, column]!r}, "
+                f"{self.source}: key 'actions' row {row} column {column} is {float(self.actions[row, column])!r}, "
                 f"outside {env_id}'s action bounds [{action_space.low[column]}, {action_space.high[column]}]"
             )
 
