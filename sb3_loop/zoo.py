@@ -6,7 +6,7 @@ The launcher adds our algorithms to rl-zoo3's tables (``rl_zoo3.utils.ALGOS`` an
 runs rl-zoo3's own entry points with the user's arguments (``sys.argv`` rewritten), so every zoo
 option works unchanged. It adds a default ``--conf-file``:
 
-- for one of our algorithms (``loop``, ...) the packaged ``sb3_loop/hyperparams/<algo>.yml``;
+- for one of our algorithms (``loop``, ``crr``, ``td3bc``, ...) the packaged ``sb3_loop/hyperparams/<algo>.yml``;
 - for a stock algorithm (``sac``, ``td3``, ...) our packaged ``<algo>.yml`` if it has an entry for
   the requested env (rl-zoo3 ships MuJoCo entries for ``-v4`` only; ours are the matching ``-v5``
   baselines), otherwise nothing: the zoo's own file is used as usual.
@@ -25,6 +25,7 @@ An explicit ``-conf/--conf-file`` always wins.
 Examples::
 
     python -m sb3_loop train --algo loop --env HalfCheetah-v5 --eval-freq 5000
+    python -m sb3_loop train --algo td3bc --env Hopper-v5 --eval-freq 5000 -params dataset:"'hopper.hdf5'"
     python -m sb3_loop enjoy --algo loop --env HalfCheetah-v5 -f logs --no-render
     MUJOCO_GL=egl python -m sb3_loop record_video --algo loop --env HalfCheetah-v5 -f logs -n 500
     python -m sb3_loop plots all_plots -a loop sac -e HalfCheetah-v5 -f logs --no-display \\
@@ -86,6 +87,10 @@ ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
     # Stock SAC with LOOP's SAC settings (hyperparams/sac_as_loop.yml): the paper's baseline, the SAC
     # inside LOOP without the model and the planner.
     "sac_as_loop": ZooAlgorithm("stable_baselines3:SAC"),
+    # Offline priors: `-n` counts gradient steps on the YAML's `dataset`. They load without it and size
+    # their replay buffer from it, so enjoy needs no 1-transition buffer.
+    "crr": ZooAlgorithm("sb3_loop.offline:CRR", off_policy=False),
+    "td3bc": ZooAlgorithm("sb3_loop.offline:TD3BC", off_policy=False),
 }
 
 PLOT_SCRIPTS = ("all_plots", "plot_train", "plot_from_file")

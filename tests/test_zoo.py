@@ -323,7 +323,9 @@ class RecordCallback(BaseCallback):
 # ------------------------------------------------------------------ no subprocess: quick checks
 def test_top_level_hyperparams_are_copies_of_packaged_ones():
     packaged = sorted(p.name for p in PACKAGED.glob("*.yml"))
-    assert packaged == sorted(p.name for p in TOP_LEVEL.glob("*.yml")) == ["loop.yml", "sac.yml", "sac_as_loop.yml", "td3.yml"]
+    assert packaged == sorted(p.name for p in TOP_LEVEL.glob("*.yml")) == [
+        "crr.yml", "loop.yml", "sac.yml", "sac_as_loop.yml", "td3.yml", "td3bc.yml",
+    ]  # fmt: skip
     for name in packaged:
         assert (PACKAGED / name).read_bytes() == (TOP_LEVEL / name).read_bytes(), (
             f"hyperparams/{name} differs from sb3_loop/hyperparams/{name}: copy the package's file over it"
