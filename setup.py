@@ -22,6 +22,8 @@ setup(
         "mujoco": ["gymnasium[mujoco]>=1.0.0"],
         "zoo": ["rl_zoo3[plots]>=2.3.0", "requests", "optuna>=3.0", "pandas<3"],
         "offline": ["h5py>=3.8", "minari>=0.5"],
+        # benchmarks/offline_priors.py only: d3rlpy 2.8.0 pulls the old `gym` 0.26.2; never a runtime dependency
+        "benchmark-offline": ["d3rlpy==2.8.0"],
         "tests": [
             "pytest>=7.0",
             "pytest-xdist",

@@ -94,7 +94,7 @@ ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
 }
 
 PLOT_SCRIPTS = ("all_plots", "plot_train", "plot_from_file")
-COMMANDS = ("train", "enjoy", "record_video", "plots", *PLOT_SCRIPTS)
+COMMANDS = ("train", "enjoy", "record_video", "plots", *PLOT_SCRIPTS, "collect", "behaviour")
 
 USAGE = f"""usage: python -m sb3_loop {{{",".join(COMMANDS)}}} [rl-zoo3 arguments ...]
 
@@ -104,6 +104,10 @@ Runs rl-zoo3's entry point with our algorithms ({", ".join(sorted(ZOO_ALGORITHMS
                  DIR every N steps (default --eval-freq) and continues from DIR's latest checkpoint
   enjoy          rl_zoo3.enjoy
   record_video   rl_zoo3.record_video (headless MuJoCo: MUJOCO_GL=egl)
+  collect ENV_ID --kind random|medium|medium-replay|medium-expert|expert
+                 make a D4RL-style dataset here (sb3_loop.datasets.cli)
+  behaviour ENV_ID --level medium|expert
+                 train the behaviour policy of the medium/expert datasets (SAC through this launcher)
   plots [all_plots|plot_train|plot_from_file] ...
                  rl_zoo3.plots scripts (default all_plots); the launcher's own option
                  --figure-dir DIR saves every figure as PNG there (useful without a display)
@@ -328,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         _run_plots(command, rest)
     elif command == "train":
         _train(rest)
+    elif command in ("collect", "behaviour"):
+        from sb3_loop.datasets import cli
+
+        (cli.main_collect if command == "collect" else cli.main_behaviour)(rest)
     elif command == "enjoy":
         register_algorithms(for_inference=True)
         import rl_zoo3.enjoy

@@ -483,7 +483,8 @@ def test_fill_replay_buffer_samples_dataset_rows() -> None:
     for j in range(512):
         i = rows[sample.observations[j].numpy().tobytes()]
         seen.add(i)
-        np.testing.assert_array_equal(sample.actions[j].numpy(), dataset.actions[i])
+        # stored as SB3 stores actions: bounds [-2, 2] scaled to [-1, 1]
+        np.testing.assert_allclose(sample.actions[j].numpy(), np.clip(dataset.actions[i] / 2.0, -1, 1), rtol=1e-6)
         np.testing.assert_array_equal(sample.next_observations[j].numpy(), dataset.next_observations[i])
         assert sample.rewards[j, 0].item() == dataset.rewards[i]
         assert sample.dones[j, 0].item() == float(dataset.terminals[i])

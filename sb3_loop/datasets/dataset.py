@@ -181,11 +181,12 @@ def check_finite(array: np.ndarray, key: str, source: str) -> None:
 def fill_replay_buffer(buffer: Any, dataset: OfflineDataset) -> None:
     """
     Put the dataset into an SB3 ``ReplayBuffer`` with one env (``n_envs=1``) and room for it, so SB3's
-    ``sample`` draws from it as from online experience. ``dones`` carry the terminals; timeouts are
-    not terminals, so they are not marked done (SB3 bootstraps them).
+    ``sample`` draws from it as from online experience. Actions are stored as SB3's off-policy
+    algorithms store them, scaled from the buffer's ``action_space`` bounds to ``[-1, 1]``. ``dones``
+    carry the terminals; timeouts are not terminals, so they are not marked done (SB3 bootstraps them).
 
     :param buffer: ``stable_baselines3.common.buffers.ReplayBuffer`` with ``buffer_size >= len(dataset)``.
-    :param dataset: The transitions.
+    :param dataset: The transitions (actions in env units).
     """
     size = len(dataset)
     if buffer.n_envs != 1:
@@ -194,7 +195,8 @@ def fill_replay_buffer(buffer: Any, dataset: OfflineDataset) -> None:
         raise ValueError(f"the replay buffer holds {buffer.buffer_size} transitions, the dataset has {size}")
     buffer.observations[:size, 0] = dataset.observations.reshape(buffer.observations[:size, 0].shape)
     buffer.next_observations[:size, 0] = dataset.next_observations.reshape(buffer.next_observations[:size, 0].shape)
-    buffer.actions[:size, 0] = dataset.actions
+    low, high = buffer.action_space.low, buffer.action_space.high
+    buffer.actions[:size, 0] = np.clip(2.0 * (dataset.actions - low) / (high - low) - 1.0, -1.0, 1.0)
     buffer.rewards[:size, 0] = dataset.rewards
     buffer.dones[:size, 0] = dataset.terminals.astype(np.float32)
     if hasattr(buffer, "timeouts"):

@@ -167,8 +167,6 @@ class OfflineAlgorithm(_Base):
             raise ValueError(f"batch_size={self.batch_size} is larger than the dataset ({len(dataset)} transitions)")
         self.replay_buffer = ReplayBuffer(len(dataset), self.observation_space, self.action_space, device=self.device)
         fill_replay_buffer(self.replay_buffer, dataset)
-        # SB3 stores actions scaled to [-1, 1]; the dataset holds them in env units
-        self.replay_buffer.actions[:, 0] = np.clip(self.policy.scale_action(dataset.actions), -1.0, 1.0)
         if self.normalize_observations and self._n_updates == 0:
             self._set_observation_stats(dataset.observations.reshape(len(dataset), -1))
         self.dataset = dataset
