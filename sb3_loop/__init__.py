@@ -1,5 +1,6 @@
 import os
 
+import sb3_loop.envs  # noqa: F401  (registers the safety env ids with Gymnasium)
 from sb3_loop.loop import LOOP
 from sb3_loop.offline import CRR, TD3BC
 
