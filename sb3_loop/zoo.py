@@ -91,6 +91,8 @@ ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
     # their replay buffer from it, so enjoy needs no 1-transition buffer.
     "crr": ZooAlgorithm("sb3_loop.offline:CRR", off_policy=False),
     "td3bc": ZooAlgorithm("sb3_loop.offline:TD3BC", off_policy=False),
+    # SAC-Lagrangian, the constrained baseline of SafeLOOP (envs must report info["cost"]).
+    "sac_lag": ZooAlgorithm("sb3_loop.safe:SACLagrangian"),
 }
 
 PLOT_SCRIPTS = ("all_plots", "plot_train", "plot_from_file")
