@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import io
-import pathlib
-import secrets
-import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -17,43 +11,13 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_loop.dynamics import EnsembleTrainingConfig, EnsembleTrainingStats, train_ensemble
-from sb3_loop.dynamics.ensemble import check_ensemble_shape
-from sb3_loop.loop.policies import LOOPPolicy, MlpPolicy, check_loop_spaces
-from sb3_loop.planning import ARCConfig
+from sb3_loop.common.planning import PlanningAlgorithmMixin
+from sb3_loop.dynamics import EnsembleTrainingStats
+from sb3_loop.loop.policies import LOOPPolicy, MlpPolicy
 
 SelfLOOP = TypeVar("SelfLOOP", bound="LOOP")
-
-#: Config fields whose validation messages must name LOOP's constructor argument instead.
-_LOOP_PARAMETER_NAMES = {
-    "iterations": "planning_iterations",
-    "batch_size": "dynamics_batch_size",
-    "max_epochs": "dynamics_max_epochs",
-    "max_gradient_steps": "dynamics_max_gradient_steps",
-    "holdout_ratio": "dynamics_holdout_ratio",
-    "hidden_sizes": "dynamics_hidden_sizes",
-    "refit_selection": "dynamics_refit_selection",
-}
-
-
-#: LOOP arguments that configure the planner, and the ARCConfig field of those whose names differ.
-_ARC_ARGUMENTS = (
-    "horizon", "population_size", "num_particles", "planning_iterations",
-    "mixture_coef", "kappa", "var_momentum", "propagation",
-)  # fmt: skip
-_ARC_FIELDS = {"planning_iterations": "iterations"}
-#: LOOP arguments of ensemble training -> EnsembleTrainingConfig fields.
-_TRAINING_FIELDS = {
-    "dynamics_batch_size": "batch_size",
-    "dynamics_max_epochs": "max_epochs",
-    "dynamics_max_gradient_steps": "max_gradient_steps",
-    "dynamics_holdout_ratio": "holdout_ratio",
-    "dynamics_refit_selection": "refit_selection",
-}
 
 #: SAC arguments LOOP accepts only at their default (SAC's) value, with the reason.
 _UNSUPPORTED_SAC_ARGUMENTS = {
@@ -61,12 +25,6 @@ _UNSUPPORTED_SAC_ARGUMENTS = {
     "sde_sample_freq": (-1, "it only matters with use_sde, which LOOP does not support"),
     "use_sde_at_warmup": (False, "LOOP's warm-up actions are uniform random, not gSDE samples"),
     "optimize_memory_usage": (False, "the dynamics ensemble is trained on the stored next_observations"),
-}
-
-#: SB3 policy names LOOP does not provide, with what to do instead.
-_UNSUPPORTED_POLICY_NAMES = {
-    "MultiInputPolicy": "for Dict observations, flatten them first with gymnasium.wrappers.FlattenObservation",
-    "CnnPolicy": "image observations are not supported (the dynamics model predicts flat state vectors)",
 }
 
 
@@ -78,20 +36,7 @@ def _check_unsupported_sac_arguments(algorithm: str, **arguments: Any) -> None:
             raise ValueError(f"{name}={value!r} is not supported by {algorithm}: {reason}. Remove it or use {default!r}.")
 
 
-@contextlib.contextmanager
-def _named_as_loop_parameters() -> Iterator[None]:
-    """Re-raise a config's ``ValueError("field=... ")`` as naming the matching ``LOOP`` argument."""
-    try:
-        yield
-    except ValueError as error:
-        message = str(error)
-        field = message.split("=", 1)[0]
-        if field in _LOOP_PARAMETER_NAMES:
-            raise ValueError(_LOOP_PARAMETER_NAMES[field] + message[len(field) :]) from error
-        raise
-
-
-class LOOP(SAC):
+class LOOP(PlanningAlgorithmMixin, SAC):
     """
     LOOP: SAC whose actions in the environment come from ARC, a planner over a learned probabilistic
     dynamics ensemble that scores H-step action sequences by predicted rewards plus the critic's
@@ -218,49 +163,13 @@ class LOOP(SAC):
             sde_sample_freq=sde_sample_freq,
             use_sde_at_warmup=use_sde_at_warmup,
         )
-        if isinstance(policy, type) and not issubclass(policy, LOOPPolicy):
-            raise ValueError(
-                f"policy {policy.__name__} is not a LOOPPolicy: {type(self).__name__} supports 'MlpPolicy' "
-                "(LOOPPolicy) on flat Box observations."
-            )
-        self.arc_kwargs = dict(
-            horizon=horizon,
-            population_size=population_size,
-            num_particles=num_particles,
-            iterations=planning_iterations,
-            mixture_coef=mixture_coef,
-            kappa=kappa,
-            var_momentum=var_momentum,
-            propagation=propagation,
-        )
-        with _named_as_loop_parameters():
-            ARCConfig(**self.arc_kwargs)  # validate early, naming the bad parameter
-        self.dynamics_policy_kwargs = dict(
-            ensemble_size=ensemble_size,
-            num_elites=num_elites,
-            dynamics_hidden_sizes=tuple(dynamics_hidden_sizes),
-            dynamics_learning_rate=dynamics_learning_rate,
-        )
-        with _named_as_loop_parameters():
-            check_ensemble_shape(ensemble_size, num_elites, dynamics_hidden_sizes)
+        self._init_planning(locals(), seed)
         if not isinstance(dynamics_train_freq, int) or dynamics_train_freq < 1:
             raise ValueError(f"dynamics_train_freq={dynamics_train_freq!r} must be an integer >= 1")
         self.dynamics_train_freq = dynamics_train_freq
-        with _named_as_loop_parameters():
-            self.dynamics_training_config = EnsembleTrainingConfig(
-                batch_size=dynamics_batch_size,
-                max_epochs=dynamics_max_epochs,
-                max_gradient_steps=dynamics_max_gradient_steps,
-                holdout_ratio=dynamics_holdout_ratio,
-                refit_selection=dynamics_refit_selection,
-            )
         if replay_buffer_kwargs and replay_buffer_kwargs.get("optimize_memory_usage"):
             raise ValueError("optimize_memory_usage=True is not supported by LOOP (the ensemble needs next_observations)")
-        self.termination_fn = termination_fn
-        # Saved with the model (a loaded model keeps it, even when created with seed=None).
-        self.planning_seed = int(seed) if seed is not None else secrets.randbits(63)
         self._last_dynamics_train = 0
-        self.dynamics_log: list[dict[str, float | int | None]] = []
 
         super().__init__(
             policy,
@@ -287,53 +196,14 @@ class LOOP(SAC):
             device=device,
             _init_setup_model=False,
         )
-        if self.termination_fn is None:
-            self.termination_fn = self._env_id()
+        self._resolve_termination_fn()
         if _init_setup_model:
             self._setup_model()
 
-    def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
-        if policy_name in _UNSUPPORTED_POLICY_NAMES:
-            raise ValueError(
-                f"policy {policy_name!r} is not supported by {type(self).__name__}: it supports 'MlpPolicy' on "
-                f"flat Box observations; {_UNSUPPORTED_POLICY_NAMES[policy_name]}."
-            )
-        return super()._get_policy_from_name(policy_name)
-
-    @staticmethod
-    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
-        check_loop_spaces(env.observation_space, env.action_space)
-        return SAC._wrap_env(env, verbose, monitor_wrapper)
-
-    def _env_id(self) -> str | None:
-        """The Gymnasium id of the training env, used to pick the termination function."""
-        if self.env is None:
-            return None
-        try:
-            spec = self.env.get_attr("spec", indices=[0])[0]
-        except (AttributeError, IndexError):
-            return None
-        return getattr(spec, "id", None)
-
     def _setup_model(self) -> None:
-        user_policy_kwargs = self.policy_kwargs
-        self.policy_kwargs = {**self._planning_policy_kwargs(), **user_policy_kwargs}
-        try:
-            super()._setup_model()
-        finally:
-            self.policy_kwargs = user_policy_kwargs
+        super()._setup_model()
         if self.replay_buffer is not None and getattr(self.replay_buffer, "optimize_memory_usage", False):
             raise ValueError("optimize_memory_usage=True is not supported by LOOP (the ensemble needs next_observations)")
-        self._dynamics_generator = th.Generator().manual_seed(int(self.seed) if self.seed is not None else 0)
-
-    def _planning_policy_kwargs(self) -> dict[str, Any]:
-        """What the policy needs to build the ensemble and the planner."""
-        return dict(
-            arc_kwargs=self.arc_kwargs,
-            termination_fn=self.termination_fn,
-            planning_seed=self.planning_seed,
-            **self.dynamics_policy_kwargs,
-        )
 
     # --------------------------------------------------------------------------------- acting
     def _sample_action(
@@ -347,21 +217,6 @@ class LOOP(SAC):
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         return self.policy.unscale_action(scaled_action), scaled_action
-
-    @contextlib.contextmanager
-    def actor_only(self) -> Iterator[LOOP]:
-        """
-        Act with the SAC actor alone inside the block (no planning), e.g. to compare or for speed::
-
-            with model.actor_only():
-                evaluate_policy(model, env)
-        """
-        previous = self.policy.use_planner
-        self.policy.use_planner = False
-        try:
-            yield self
-        finally:
-            self.policy.use_planner = previous
 
     # ------------------------------------------------------------------------------- training
     def _store_transition(
@@ -398,38 +253,16 @@ class LOOP(SAC):
         """
         assert self.replay_buffer is not None
         obs, actions, rewards, next_obs = self._replay_transitions()
-        dynamics = self.policy.dynamics
-        dynamics.train()
-        stats = train_ensemble(
-            dynamics,
-            dynamics.optimizer,
+        stats = self.fit_dynamics(
             obs,
             actions,
             rewards,
             next_obs,
             cost=self._replay_costs(),
-            config=self.dynamics_training_config,
-            generator=self._dynamics_generator,
             indices=np.arange(len(rewards)),
             fresh=self._fresh_rows(len(rewards)),
         )
-        dynamics.eval()
         self._last_dynamics_train = self.num_timesteps
-        entry = {
-            "num_timesteps": self.num_timesteps,
-            "holdout_mse": float(np.mean(stats.holdout_mse[: dynamics.num_elites])),
-            "fresh_mse": stats.fresh_mse,
-            "kept_previous": stats.kept_previous,
-            "epochs": stats.epochs,
-            "gradient_steps": stats.gradient_steps,
-            "train_seconds": stats.seconds,
-            "train_loss": stats.train_loss,
-            "num_samples": stats.num_samples,
-        }
-        self.dynamics_log.append(entry)
-        for key, value in entry.items():
-            if key != "num_timesteps" and value is not None:
-                self.logger.record(f"dynamics/{key}", value)
         return stats
 
     def _fresh_rows(self, num_rows: int) -> np.ndarray:
@@ -441,28 +274,6 @@ class LOOP(SAC):
             new_positions = min((self.num_timesteps - self._last_dynamics_train) // buffer.n_envs, len(fresh))
             fresh[(buffer.pos - 1 - np.arange(new_positions)) % len(fresh)] = True
         return fresh.reshape(-1)
-
-    def _replay_transitions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """All stored (obs, scaled action, reward, next_obs), flattened over envs."""
-        buffer = self.replay_buffer
-        assert buffer is not None
-        upper = buffer.buffer_size if buffer.full else buffer.pos
-        obs_dim = int(np.prod(self.observation_space.shape))
-
-        def flat(array: np.ndarray, width: int | None) -> np.ndarray:
-            array = np.asarray(array[:upper], dtype=np.float32)
-            return array.reshape(-1, width) if width is not None else array.reshape(-1)
-
-        return (
-            flat(buffer.observations, obs_dim),
-            flat(buffer.actions, buffer.action_dim),
-            flat(buffer.rewards, None),
-            flat(buffer.next_observations, obs_dim),
-        )
-
-    def _replay_costs(self) -> np.ndarray | None:
-        """Constraint costs for the ensemble's extra target (none for LOOP)."""
-        return None
 
     def _setup_learn(
         self,
@@ -483,13 +294,6 @@ class LOOP(SAC):
             self.policy.rollout_planner.reset()
         return result
 
-    def dump_logs(self) -> None:
-        ms_per_action = self.policy.pop_planning_time()
-        if ms_per_action is not None:
-            self.logger.record("planner/ms_per_action", ms_per_action)
-        self.logger.record("planner/fallbacks", self.policy.num_fallbacks)
-        super().dump_logs()
-
     def learn(
         self: SelfLOOP,
         total_timesteps: int,
@@ -507,89 +311,3 @@ class LOOP(SAC):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
-
-    # ---------------------------------------------------------------------------- save / load
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_dynamics_generator"]
-
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts, variables = super()._get_torch_save_params()
-        return [*state_dicts, "policy.dynamics.optimizer"], variables
-
-    @classmethod
-    def load(  # type: ignore[override]
-        cls: type[SelfLOOP],
-        path: str | pathlib.Path | io.BufferedIOBase,
-        env: GymEnv | None = None,
-        device: th.device | str = "auto",
-        custom_objects: dict[str, Any] | None = None,
-        print_system_info: bool = False,
-        force_reset: bool = True,
-        **kwargs: Any,
-    ) -> SelfLOOP:
-        """
-        As ``SAC.load``, but first checks that the file holds a model of this class. Planner settings
-        (``horizon``, ``population_size``, ...) and ensemble training settings passed as ``kwargs``
-        replace the saved ones; the ensemble's shape cannot change.
-        """
-        data = cls._check_saved_class(path, custom_objects)
-        kwargs = cls._merge_saved_settings(data, kwargs)
-        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-
-    @staticmethod
-    def _merge_saved_settings(data: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Turn constructor-style overrides into the saved attributes they live in."""
-        kwargs = dict(kwargs)
-        arc_names = {name: _ARC_FIELDS.get(name, name) for name in _ARC_ARGUMENTS}
-        arc_overrides = {arc_names[name]: kwargs.pop(name) for name in list(kwargs) if name in arc_names}
-        if arc_overrides:
-            merged = {**data.get("arc_kwargs", {}), **arc_overrides}
-            with _named_as_loop_parameters():
-                ARCConfig(**merged)
-            kwargs["arc_kwargs"] = merged
-        training_overrides = {
-            field: kwargs.pop(name) for name, field in _TRAINING_FIELDS.items() if name in kwargs
-        }
-        if training_overrides and "dynamics_training_config" in data:
-            with _named_as_loop_parameters():
-                kwargs["dynamics_training_config"] = dataclasses.replace(
-                    data["dynamics_training_config"], **training_overrides
-                )
-        saved_shape = data.get("dynamics_policy_kwargs", {})
-        for name in list(kwargs):
-            if name in saved_shape:
-                value = kwargs.pop(name)
-                saved = saved_shape[name]
-                if name == "dynamics_hidden_sizes":
-                    value, saved = tuple(value), tuple(saved)
-                if value != saved:
-                    raise ValueError(
-                        f"cannot change {name} when loading (saved: {saved!r}, given: {value!r}); "
-                        "the saved ensemble has that shape"
-                    )
-        return kwargs
-
-    @classmethod
-    def _check_saved_class(
-        cls, path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        if isinstance(path, (str, pathlib.Path)):
-            candidate = pathlib.Path(path)
-            if not candidate.exists() and candidate.with_suffix(".zip").exists():
-                candidate = candidate.with_suffix(".zip")
-            if not candidate.exists():
-                raise FileNotFoundError(f"no saved model at {str(path)!r}")
-            if not zipfile.is_zipfile(candidate):
-                raise ValueError(f"{str(path)!r} is not a Stable-Baselines3 model file (not a zip archive)")
-        data, _, _ = load_from_zip_file(path, load_data=True, custom_objects=custom_objects, device="cpu")
-        if isinstance(path, io.BufferedIOBase):
-            path.seek(0)
-        data = data or {}
-        policy_class = data.get("policy_class")
-        if not (isinstance(policy_class, type) and issubclass(policy_class, LOOPPolicy)):
-            name = getattr(policy_class, "__name__", repr(policy_class))
-            raise ValueError(
-                f"{str(path)!r} does not hold a {cls.__name__} model (its policy class is {name}); "
-                f"load it with the algorithm that saved it."
-            )
-        return data
