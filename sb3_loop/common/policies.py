@@ -17,7 +17,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.td3.policies import Actor as TD3Actor
 
 from sb3_loop.dynamics import ProbabilisticEnsemble, get_termination_fn
-from sb3_loop.planning import ARCConfig, ARCPlanner, Scorer
+from sb3_loop.planning import ARCConfig, ARCPlanner, PlanningModel, Scorer
 
 if TYPE_CHECKING:
     _PolicyBase = BasePolicy
@@ -204,20 +204,25 @@ class PlanningPolicyMixin(_PolicyBase):
         """The action of the actor alone (no planning)."""
         return super()._predict(observation, deterministic)  # type: ignore[safe-super]
 
-    def make_planner(self, scorer: Scorer | None = None) -> ARCPlanner:
+    def make_planner(
+        self, scorer: Scorer | None = None, config: ARCConfig | None = None, model: PlanningModel | None = None
+    ) -> ARCPlanner:
         """
         A planner in the squashed action space [-1, 1] (where the actor, critic and model live).
 
         :param scorer: Sequence scoring (default: the policy's ``scorer``, else the mean return).
+        :param config: Planner settings (default: the policy's ``arc_config``).
+        :param model: The model the planner rolls out (default: the ensemble), e.g. the ensemble with a
+            cost function (:class:`~sb3_loop.planning.CostFunctionModel`).
         """
         action_dim = int(np.prod(self.action_space.shape))
         return ARCPlanner(
-            model=self.dynamics,
+            model=model if model is not None else self.dynamics,
             actor=self.planning_actor,
             value_fn=self.planning_value,
             action_low=-np.ones(action_dim, dtype=np.float32),
             action_high=np.ones(action_dim, dtype=np.float32),
-            config=self.arc_config,
+            config=config if config is not None else self.arc_config,
             termination_fn=get_termination_fn(self.termination_fn),
             scorer=scorer if scorer is not None else self.scorer,
         )

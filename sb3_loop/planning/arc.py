@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from sb3_loop.planning.feasibility import FeasibilityLog, IterationSchedule
 from sb3_loop.planning.scoring import MeanReturn, Scorer
 
 PROPAGATION_MODES = ("paper", "random_elite")
@@ -99,7 +100,10 @@ class ARCPlanner:
     :param config: ARC settings.
     :param termination_fn: ``next_obs [..., obs_dim] -> bool [...]``; after a predicted termination,
         later rewards and the terminal value count 0. ``None``: never terminates.
-    :param scorer: Turns per-particle returns into a score per sequence.
+    :param scorer: Turns per-particle returns into a score per sequence. A scorer that judges
+        feasibility (:class:`~sb3_loop.planning.feasibility.FeasibilityScorer`) may extend the iterations
+        of an env, with a wider variance, while too few of its sequences are feasible; ``feasibility_log``
+        then keeps the totals.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class ARCPlanner:
         self.action_dim = int(low.numel())
         self._mean: torch.Tensor | None = None
         self.num_fallbacks = 0
+        self.feasibility_log = FeasibilityLog()
         self.last_plan_seconds = 0.0
 
     # ----------------------------------------------------------------------------------- public API
@@ -173,20 +178,29 @@ class ARCPlanner:
         cfg = self.config
         low, high = self.action_low.to(obs.device), self.action_high.to(obs.device)
         mean = self._warm_start(obs.shape[0], obs.device)
-        var = ((high - low) ** 2 / cfg.init_var_divisor).expand_as(mean).clone()
+        init_var = ((high - low) ** 2 / cfg.init_var_divisor).expand_as(mean)
+        var = init_var.clone()
         actor_sequences = self._actor_sequences(obs, rng).clamp(low, high)
         valid = torch.ones(obs.shape[0], dtype=torch.bool, device=obs.device)
-        for _ in range(cfg.iterations):
-            candidates = torch.cat((self._propose(mean, var, rng, low, high), actor_sequences), dim=1)
-            weights = self._weights(self._score(obs, candidates, rng))
-            ok = torch.isfinite(weights).all(dim=1)
-            weights = torch.where(ok[:, None], weights, torch.zeros_like(weights))
-            new_mean = torch.einsum("bs,bsha->bha", weights, candidates)
-            new_var = torch.einsum("bs,bsha->bha", weights, (candidates - new_mean.unsqueeze(1)) ** 2)
-            keep = ~ok[:, None, None]
-            mean = torch.where(keep, mean, new_mean)
-            var = torch.where(keep, var, cfg.var_momentum * var + (1.0 - cfg.var_momentum) * new_var)
-            valid &= ok
+        schedule = IterationSchedule(self.scorer, cfg.iterations, init_var)
+        candidates = weights = None
+        while not schedule.finished:
+            # Envs whose schedule has ended keep their plan (a batch plans as its envs would alone).
+            active = schedule.active
+            proposals = torch.cat((self._propose(mean, var, rng, low, high), actor_sequences), dim=1)
+            new_weights = self._weights(self._score(obs, proposals, rng, schedule=schedule))
+            ok = torch.isfinite(new_weights).all(dim=1)
+            new_weights = torch.where(ok[:, None], new_weights, torch.zeros_like(new_weights))
+            new_mean = torch.einsum("bs,bsha->bha", new_weights, proposals)
+            new_var = torch.einsum("bs,bsha->bha", new_weights, (proposals - new_mean.unsqueeze(1)) ** 2)
+            update = (ok & active)[:, None, None]
+            mean = torch.where(update, new_mean, mean)
+            var = torch.where(update, cfg.var_momentum * var + (1.0 - cfg.var_momentum) * new_var, var)
+            candidates = proposals if candidates is None else torch.where(active[:, None, None, None], proposals, candidates)
+            weights = new_weights if weights is None else torch.where(active[:, None], new_weights, weights)
+            valid &= ok | ~active
+            var = schedule.step(var)
+        self.feasibility_log.record(schedule)
         if deterministic:
             action = mean[:, 0]
         else:
@@ -236,12 +250,16 @@ class ARCPlanner:
         sequences = torch.stack(actions, dim=1).reshape(batch, count, horizon, self.action_dim)
         return torch.nan_to_num(sequences, nan=0.0)
 
-    def _score(self, obs: torch.Tensor, candidates: torch.Tensor, rng: _Random) -> torch.Tensor:
+    def _score(
+        self, obs: torch.Tensor, candidates: torch.Tensor, rng: _Random, schedule: IterationSchedule | None = None
+    ) -> torch.Tensor:
         """Scores [B, S] of candidate sequences [B, S, H, A]; non-finite scores become -inf."""
         if self.config.propagation == "paper":
             returns, costs = self._returns_all_elites(obs, candidates, rng)
         else:
             returns, costs = self._returns_random_elite(obs, candidates, rng)
+        if schedule is not None:
+            schedule.observe(returns, costs)
         scores = self.scorer(returns, costs)
         return torch.where(torch.isfinite(scores), scores, torch.full_like(scores, -math.inf))
 
