@@ -138,3 +138,37 @@ def test_replay_actions_reproduces_a_run():
     np.testing.assert_array_equal(replayed.observations, np.array(observations, dtype=np.float32))
     assert replayed.terminals.sum() >= 2
     assert_chained(replayed)
+
+
+def test_killed_behaviour_training_resumes_and_replays_exactly(folders):
+    """A behaviour run killed after a checkpoint continues from it; medium-replay still rebuilds its buffer."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    work = folders / "zoo"
+    command = [sys.executable, "-m", "sb3_loop", "behaviour", "Pendulum-v1", "--level", "medium", "--max-steps", "700",
+               "--eval-freq", "200", "--eval-episodes", "1", "--target-return", "1", "--work-dir", str(work)]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = work / "checkpoint" / "steps_400"
+    deadline = time.time() + 240
+    while not (checkpoint / "state.json").is_file() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert (checkpoint / "state.json").is_file()
+    subprocess.run(command, env=environment, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=400)
+    record = json.loads((folders / "behaviour" / "Pendulum-v1" / "medium.json").read_text())
+    assert record["timesteps"] == 700
+    # the resumed sitting restarted its env at a checkpoint: a reseed row, replayed exactly (checked when stored)
+    reseeds = record["medium_replay"]["reseed_rows"]
+    assert len(reseeds) == 1 and reseeds[0] >= 400 and reseeds[0] % 200 == 0
+    replay = main_collect(["Pendulum-v1", "--kind", "medium-replay", "--no-progress"])
+    assert replay.checksum() == record["medium_replay"]["checksum_sha256"]
+    assert replay.timeouts[reseeds[0] - 1]
+    assert_chained(replay)
+    steps = [evaluation["timesteps"] for evaluation in record["evaluations"]]
+    assert steps == sorted(set(steps)) and steps[-1] == 600

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,9 @@ def train_behaviour(
     :param eval_freq: Env steps between evaluations.
     :param eval_episodes: Stochastic episodes per evaluation.
     :param algo: Zoo algorithm (SAC-based: ``sac_as_loop`` or ``sac``).
-    :param work_dir: Zoo log folder (default: a temporary folder, deleted afterwards).
+    :param work_dir: Zoo log folder, with the run's checkpoints (default: ``<dataset cache>/behaviour_runs/
+        <env_id>/<level>``). A killed run continues from its latest checkpoint when the same call is
+        made again (the launcher's ``--checkpoint-dir``).
     :param output_dir: Where the policy goes (default: ``behaviour_dir() / env_id``).
     :param target_return: Stop at this mean return instead (medium; needed for envs D4RL has no
         reference returns for).
@@ -158,19 +160,33 @@ def train_behaviour(
     target = target_return if level == "medium" else None
     output = Path(output_dir) if output_dir is not None else behaviour_dir() / env_id
     output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sb3_loop_behaviour_") as temporary:
-        log_folder = Path(work_dir) if work_dir is not None else Path(temporary)
-        arguments = _zoo_train_arguments(env_id, algo, seed, max_steps, log_folder, target, eval_freq, eval_episodes)
-        from sb3_loop import zoo
+    log_folder = Path(work_dir) if work_dir is not None else default_work_dir(env_id, level)
+    arguments = _zoo_train_arguments(env_id, algo, seed, max_steps, log_folder, target, eval_freq, eval_episodes)
+    from sb3_loop import zoo
 
-        zoo.main(arguments)
-        run_dir = _latest_run_dir(log_folder / algo, env_id)
-        evaluations = [json.loads(line) for line in (log_folder / "behaviour_evaluations.jsonl").read_text().splitlines()]
-        record = _store_policy(run_dir, env_id, level, output, algo, seed, evaluations, target, arguments)
-        if level == "medium":
-            record["medium_replay"] = _store_replay_actions(run_dir, env_id, seed, output / "medium-replay.npz")
-        (output / f"{level}.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    zoo.main(arguments)
+    run_dir = _latest_run_dir(log_folder / algo, env_id)
+    evaluations = _read_evaluations(log_folder / "behaviour_evaluations.jsonl")
+    record = _store_policy(run_dir, env_id, level, output, algo, seed, evaluations, target, arguments)
+    if level == "medium":
+        record["medium_replay"] = _store_replay_actions(run_dir, env_id, seed, output / "medium-replay.npz")
+    (output / f"{level}.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
+
+
+def default_work_dir(env_id: str, level: str) -> Path:
+    from sb3_loop.datasets.registry import cache_dir
+
+    return cache_dir() / "behaviour_runs" / env_id / level
+
+
+def _read_evaluations(path: Path) -> list[dict[str, float]]:
+    """The evaluations in step order; a step evaluated again after a resume keeps its latest record."""
+    by_step = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        by_step[record["timesteps"]] = record
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def _zoo_train_arguments(env_id, algo, seed, max_steps, log_folder, target, eval_freq, eval_episodes) -> list[str]:
@@ -194,6 +210,7 @@ def _zoo_train_arguments(env_id, algo, seed, max_steps, log_folder, target, eval
     return [
         "train", "--algo", algo, "--env", env_id, "--seed", str(seed), "--conf-file", str(conf),
         "--log-folder", str(log_folder), "--eval-freq", "-1", "--save-replay-buffer", "--num-threads", "1",
+        "--checkpoint-dir", str(log_folder / "checkpoint"), "--checkpoint-freq", str(eval_freq),
     ]  # fmt: skip
 
 
@@ -238,7 +255,10 @@ def _normalized_or_none(env_id: str, value: float) -> float | None:
 
 
 def _store_replay_actions(run_dir: Path, env_id: str, seed: int, destination: Path) -> dict[str, Any]:
-    """Keep the training run's actions (env units) and seed; check that replaying them rebuilds its buffer."""
+    """
+    Keep the training run's actions (env units), seed and restart rows, found by replaying the actions
+    against the buffer: a run continued from a checkpoint restarted its env there with ``seed``.
+    """
     from stable_baselines3.common.save_util import load_from_pkl
 
     buffer = load_from_pkl(run_dir / "replay_buffer.pkl")
@@ -247,23 +267,41 @@ def _store_replay_actions(run_dir: Path, env_id: str, seed: int, destination: Pa
     size = buffer.pos
     low, high = buffer.action_space.low, buffer.action_space.high
     actions = (low + 0.5 * (buffer.actions[:size, 0] + 1.0) * (high - low)).astype(np.float32)
-    np.savez_compressed(destination, actions=actions, seed=np.int64(seed), env_id=np.array(env_id))
-    rebuilt = replay_actions(env_id, actions, seed)
-    mismatch = np.abs(rebuilt.observations - buffer.observations[:size, 0]).max()
+    observations = buffer.observations[:size, 0].astype(np.float32)
+    rebuilt, reseed_rows = _replay(env_id, actions, seed, expected_observations=observations)
+    np.savez_compressed(destination, actions=actions, seed=np.int64(seed), reseed_rows=reseed_rows, env_id=np.array(env_id))
+    mismatch = np.abs(rebuilt.observations - observations).max()
     if mismatch > 1e-5:
         raise DatasetError(f"replaying {destination} does not rebuild the training buffer (max obs error {mismatch})")
-    return {"num_transitions": int(size), "checksum_sha256": rebuilt.checksum()}
+    return {"num_transitions": int(size), "checksum_sha256": rebuilt.checksum(), "reseed_rows": reseed_rows.tolist()}
 
 
-def replay_actions(env_id: str, actions: np.ndarray, seed: int) -> OfflineDataset:
+def replay_actions(env_id: str, actions: np.ndarray, seed: int, reseed_rows: Sequence[int] = ()) -> OfflineDataset:
     """
-    Step one ``env_id`` (reset with ``seed`` once, then unseeded at each episode end, as SB3's
-    ``DummyVecEnv`` does) through ``actions``; the transitions it goes through.
+    Step one ``env_id`` through ``actions`` as SB3's ``DummyVecEnv`` stepped the training run: reset
+    with ``seed`` first and at each row of ``reseed_rows`` (where a resumed run restarted; the row
+    before is then cut as a timeout), unseeded after each episode end; the transitions it goes through.
     """
+    return _replay(env_id, actions, seed, reseed_rows=reseed_rows)[0]
+
+
+def _replay(
+    env_id: str,
+    actions: np.ndarray,
+    seed: int,
+    reseed_rows: Sequence[int] = (),
+    expected_observations: np.ndarray | None = None,
+) -> tuple[OfflineDataset, np.ndarray]:
+    """:func:`replay_actions`; given the run's observations, it also finds the rows where the run restarted."""
     env = gym.make(env_id)
     observation, _ = env.reset(seed=seed)
+    restarts = {int(row) for row in reseed_rows}
     columns: dict[str, list] = {key: [] for key in ("observations", "next_observations", "rewards", "terminals", "timeouts")}
-    for action in actions:
+    for row, action in enumerate(actions):
+        if row in restarts or (row > 0 and _restarted_here(env, observation, expected_observations, row, seed)):
+            restarts.add(row)
+            columns["timeouts"][-1] = not columns["terminals"][-1]
+            observation, _ = env.reset(seed=seed)
         next_observation, reward, terminated, truncated, _ = env.step(action)
         columns["observations"].append(observation)
         columns["next_observations"].append(next_observation)
@@ -275,7 +313,22 @@ def replay_actions(env_id: str, actions: np.ndarray, seed: int) -> OfflineDatase
     timeouts = np.array(columns["timeouts"])
     terminals = np.array(columns["terminals"])
     timeouts[-1] |= not terminals[-1]
-    return OfflineDataset(
+    dataset = OfflineDataset(
         np.array(columns["observations"]), actions, np.array(columns["rewards"]),
         np.array(columns["next_observations"]), terminals, timeouts, source=f"{env_id} replayed actions",
     )  # fmt: skip
+    return dataset, np.array(sorted(restarts), dtype=np.int64)
+
+
+def _restarted_here(env: gym.Env, observation: np.ndarray, expected: np.ndarray | None, row: int, seed: int) -> bool:
+    """Whether the run's row ``row`` starts from a reset with ``seed`` rather than from ``observation``."""
+    if expected is None or np.array_equal(np.asarray(observation, dtype=np.float32), expected[row]):
+        return False
+    probe = gym.make(env_id_of(env))
+    restarted = np.array_equal(np.asarray(probe.reset(seed=seed)[0], dtype=np.float32), expected[row])
+    probe.close()
+    return restarted
+
+
+def env_id_of(env: gym.Env) -> str:
+    return env.spec.id if env.spec is not None else str(env)

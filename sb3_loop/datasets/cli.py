@@ -72,7 +72,12 @@ def behaviour_parser() -> argparse.ArgumentParser:
         default=None,
         help="medium: stop at this mean return (default: a third of D4RL's random-to-expert range)",
     )
-    parser.add_argument("--work-dir", default=None, help="keep the zoo run here (default: a deleted temporary folder)")
+    parser.add_argument(
+        "--work-dir",
+        default=None,
+        help="the zoo run and its checkpoints (default: <cache>/behaviour_runs/ENV/LEVEL); "
+        "the same command again continues a killed run",
+    )
     return parser
 
 
@@ -151,7 +156,8 @@ def _medium_replay(env_id: str) -> tuple[OfflineDataset, dict[str, Any]]:
         )
     stored = np.load(path)
     seed = int(stored["seed"])
-    dataset = behaviour.replay_actions(env_id, stored["actions"], seed)
+    reseed_rows = stored["reseed_rows"] if "reseed_rows" in stored else ()
+    dataset = behaviour.replay_actions(env_id, stored["actions"], seed, reseed_rows)
     return dataset, {"behaviour_policy": "SAC training run up to medium (replayed actions)", "seed": seed}
 
 
