@@ -113,6 +113,8 @@ class FeasibilityLog:
     """Running totals of a planner's feasibility, read and reset by :meth:`pop`."""
 
     def __init__(self) -> None:
+        #: Plans that ended in the least-cost fallback, since the planner was made (never reset).
+        self.total_fallbacks = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -128,6 +130,7 @@ class FeasibilityLog:
         self.plans += int(schedule.active.numel())
         self.fraction_sum += float(schedule.feasible_fraction.sum())
         self.fallbacks += int(schedule.fallback.sum())
+        self.total_fallbacks += int(schedule.fallback.sum())
         self.iterations_sum += int(schedule.iterations.sum())
 
     def pop(self) -> dict[str, float] | None:
