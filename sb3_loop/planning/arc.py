@@ -183,6 +183,8 @@ class ARCPlanner:
         actor_sequences = self._actor_sequences(obs, rng).clamp(low, high)
         valid = torch.ones(obs.shape[0], dtype=torch.bool, device=obs.device)
         schedule = IterationSchedule(self.scorer, cfg.iterations, init_var)
+        # Drawn before iterating when envs may iterate unequally often: a batch still plans as its envs alone.
+        choice = rng.uniform((1,)) if schedule.extensible and not deterministic else None
         candidates = weights = None
         while not schedule.finished:
             # Envs whose schedule has ended keep their plan (a batch plans as its envs would alone).
@@ -204,7 +206,7 @@ class ARCPlanner:
         if deterministic:
             action = mean[:, 0]
         else:
-            action = self._draw_candidate(candidates, weights, rng)[:, 0]
+            action = self._draw_candidate(candidates, weights, rng, choice)[:, 0]
         action = self._fallback(obs, action, valid, low, high)
         self._mean = torch.cat((mean[:, 1:], mean[:, -1:]), dim=1)
         return action
@@ -347,10 +349,12 @@ class ARCPlanner:
         noise = rng.normal((members, rows_per_env, self.model.target_dim)).transpose(0, 1)
         return noise.reshape(members, -1, self.model.target_dim)
 
-    def _draw_candidate(self, candidates: torch.Tensor, weights: torch.Tensor, rng: _Random) -> torch.Tensor:
-        """One sequence per env drawn with probability ``weights``: [B, H, A]."""
+    def _draw_candidate(
+        self, candidates: torch.Tensor, weights: torch.Tensor, rng: _Random, uniform: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One sequence per env drawn with probability ``weights`` (by ``uniform`` [B, 1] if given): [B, H, A]."""
         cumulative = weights.cumsum(dim=1)
-        threshold = rng.uniform((1,)) * cumulative[:, -1:]
+        threshold = (rng.uniform((1,)) if uniform is None else uniform) * cumulative[:, -1:]
         index = torch.searchsorted(cumulative, threshold).clamp(max=candidates.shape[1] - 1)
         return candidates[torch.arange(candidates.shape[0], device=candidates.device), index[:, 0]]
 

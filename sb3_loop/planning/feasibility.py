@@ -104,6 +104,11 @@ class IterationSchedule:
         return var
 
     @property
+    def extensible(self) -> bool:
+        """Whether some env may run more iterations than another."""
+        return self.max_iterations > self.min_iterations
+
+    @property
     def finished(self) -> bool:
         """Whether no env plans any further."""
         return not bool(self.active.any())
