@@ -93,6 +93,8 @@ ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
     "td3bc": ZooAlgorithm("sb3_loop.offline:TD3BC", off_policy=False),
     # SAC-Lagrangian, the constrained baseline of SafeLOOP (envs must report info["cost"]).
     "sac_lag": ZooAlgorithm("sb3_loop.safe:SACLagrangian"),
+    # SafeLOOP: LOOP with a cost-constrained planner (envs must report info["cost"]).
+    "safe_loop": ZooAlgorithm("sb3_loop.safe:SafeLOOP"),
 }
 
 PLOT_SCRIPTS = ("all_plots", "plot_train", "plot_from_file")
