@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+import sys
+from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import yaml
 from analytic import PointMass, zero_actor, zero_value
 from hazard_point import GOAL, hazard_cost, make_env
 from loop_helpers import recording_logger, tiny_kwargs
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_loop import LOOP, SafeLOOP
+from sb3_loop import LOOP, SafeLOOP, zoo
 from sb3_loop.dynamics.ensemble import StepPrediction
 from sb3_loop.planning import ARCConfig, ARCPlanner, ConstrainedReturn, CostFunctionModel, MeanReturn, PessimisticReturn
 from sb3_loop.safe import ConstrainedPolicy, MissingCostError, constrain
+from sb3_loop.safe import hazard_cost as point_goal_hazard_cost
 
 torch.set_num_threads(1)
 
@@ -437,3 +443,56 @@ def test_constrain_safe_loop_uses_learned_cost(safe_model) -> None:
     assert isinstance(safe.planner.scorer.base, MeanReturn)  # not a constraint inside a constraint
     action, _ = safe.predict(np.array([[-0.5, 0.0]], dtype=np.float32), deterministic=True)
     assert action.shape == (1, 2) and np.isfinite(action).all()
+
+
+# ------------------------------------------------------------------------------------------- zoo
+def test_packaged_safe_loop_hyperparameters() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    packaged = repo / "sb3_loop" / "hyperparams" / "safe_loop.yml"
+    assert packaged.read_bytes() == (repo / "hyperparams" / "safe_loop.yml").read_bytes()
+    entries = yaml.safe_load(packaged.read_text())
+    assert set(entries) == {
+        "SafetyPointGoal1AR5-v0",
+        "SafetyPointGoal1-v0",
+        "SafetyHalfCheetahVelocity-v1",
+        "SafetyHopperVelocity-v1",
+    }
+    arguments = set(inspect.signature(SafeLOOP.__init__).parameters)
+    for env_id, entry in entries.items():
+        assert entry["policy"] == "MlpPolicy" and entry["n_timesteps"] > 0 and entry["cost_threshold"] >= 0, env_id
+        assert set(entry) - {"n_timesteps"} <= arguments, env_id
+        assert env_id in gym.registry, env_id
+    model = SafeLOOP(
+        "MlpPolicy", "SafetyPointGoal1AR5-v0", cost_fn=entries["SafetyPointGoal1AR5-v0"]["cost_fn"], **tiny_kwargs()
+    )
+    assert model.policy.cost_fn is point_goal_hazard_cost
+    assert model.policy.planner.termination_fn.__name__ == "never_terminates"
+    hopper = SafeLOOP("MlpPolicy", "SafetyHopperVelocity-v1", **tiny_kwargs())
+    assert hopper.policy.planner.termination_fn.__name__ == "hopper_termination"  # as Hopper-v5
+    zoo.register_algorithms(["safe_loop"])
+    from rl_zoo3.utils import ALGOS
+
+    assert ALGOS["safe_loop"] is SafeLOOP
+
+
+def test_zoo_trains_safe_loop_on_point_goal_then_enjoys(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    tiny = [
+        "learning_starts:100", "population_size:16", "num_particles:2", "planning_iterations:2",
+        "max_planning_iterations:4", "ensemble_size:3", "num_elites:2", "dynamics_hidden_sizes:[16,16]",
+        "dynamics_train_freq:100", "dynamics_max_epochs:3", "batch_size:32", "policy_kwargs:dict(net_arch=[16])",
+    ]  # fmt: skip
+    try:
+        zoo.main([
+            "train", "--algo", "safe_loop", "--env", "SafetyPointGoal1AR5-v0", "-n", "300", "--seed", "0",
+            "--eval-freq", "-1", "--num-threads", "1", "-f", "logs", "-params", *tiny,
+        ])  # fmt: skip
+        run = tmp_path / "logs" / "safe_loop" / "SafetyPointGoal1AR5-v0_1"
+        model = SafeLOOP.load(run / "SafetyPointGoal1AR5-v0.zip")
+        assert model.num_timesteps == 300 and model.cost_fn == "sb3_loop.safe:hazard_cost"
+        assert model.max_planning_iterations == 4 and model.policy.dynamics.is_trained
+        assert model.policy.cost_fn is point_goal_hazard_cost
+        zoo.main(["enjoy", "--algo", "safe_loop", "--env", "SafetyPointGoal1AR5-v0", "-f", "logs", "--no-render", "-n", "20"])
+    finally:
+        zoo.register_algorithms()

@@ -15,6 +15,8 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import safe_mean
 
 from sb3_loop.common.planning import named_as_arguments
+from sb3_loop.dynamics.termination import get_termination_fn, never_terminates, register_termination_fn
+from sb3_loop.envs import POINT_GOAL_ENV_IDS
 from sb3_loop.loop import LOOP
 from sb3_loop.planning import ConstrainedReturn, PlanningCostFn, Scorer
 from sb3_loop.safe.buffers import CostReplayBuffer
@@ -26,6 +28,20 @@ SelfSafeLOOP = TypeVar("SelfSafeLOOP", bound="SafeLOOP")
 
 #: ConstrainedReturn fields -> SafeLOOP arguments, where they differ.
 _SCORER_FIELDS = {"max_iterations": "max_planning_iterations"}
+
+
+def register_safety_terminations() -> None:
+    """
+    Let the planners find the termination functions of the safety tasks by env id (idempotent): a
+    ``Safety<Robot>Velocity-v1`` task ends as the v5 env it is built on, the PointGoal tasks never end.
+    """
+    for robot in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer"):
+        register_termination_fn(f"Safety{robot}Velocity", get_termination_fn(robot))
+    for env_id in POINT_GOAL_ENV_IDS:
+        register_termination_fn(env_id, never_terminates)
+
+
+register_safety_terminations()
 
 
 def resolve_planning_cost_fn(cost_fn: CostFunction | str | None) -> PlanningCostFn | None:
