@@ -1,0 +1,436 @@
+"""
+Safe RL on the safety tasks: LOOP (unconstrained), SafeLOOP and SAC-Lagrangian at the same env-step
+budget, plus a deploy-time constraint on each trained LOOP model.
+
+Every run trains one algorithm on one task for ``--steps`` env steps (one torch thread) and, every
+``--eval-every`` steps, evaluates the deterministic policy on ``--eval-episodes`` episodes from the same
+start states (env seeds 10000, 10001, ...) for every algorithm, recording each episode's return and
+summed ``info["cost"]``. Hyperparameters: SafeLOOP's and SAC-Lagrangian's packaged ``safe_loop.yml`` /
+``sac_lag.yml`` entries; LOOP gets SafeLOOP's entry without the constraint (horizon 8, same population,
+particles, ensemble and SAC settings), so the two differ only by the constraint. When a LOOP run ends,
+its final model is evaluated again from the same start states under a constraint given at deployment
+(:func:`sb3_loop.safe.constrain` with SafeLOOP's ``cost_threshold``): the PointGoal hazard cost read from
+the predicted lidar, or for the velocity tasks the speed read from the predicted observation (``qvel[0]``).
+
+Runs are resumable: after every evaluation a run writes a checkpoint (model with its optimisers and
+ensemble, the replay buffer's filled rows, the evaluations so far) to ``--runs-dir/<task>/<algo>_seed<k>/``
+and repeating the command continues from it (random generators and the episode in progress start afresh,
+so a resumed run is not bitwise the uninterrupted one). A finished run leaves a small JSON record in
+``--results-dir/runs_safe/<task>/`` (commit it): finished runs are skipped, and ``--report-only`` rebuilds
+``--results-dir/safe_<task>.md`` and ``.png`` from the records.
+
+    python benchmarks/safe.py --tasks SafetyPointGoal1AR5-v0 SafetyHalfCheetahVelocity-v1 \\
+        --algos loop safe_loop sac_lag --seeds 0 1 2 --steps 200000 --eval-every 10000 --eval-episodes 5
+    python benchmarks/safe.py --only SafetyPointGoal1AR5-v0 safe_loop 1 --steps 200000   # one run
+    python benchmarks/safe.py --report-only
+    # smoke test of the script itself (tiny networks and populations: meaningless numbers)
+    python benchmarks/safe.py --smoke --steps 300 --eval-every 150 --eval-episodes 1 --eval-max-steps 30 \\
+        --results-dir /tmp/safe_results --runs-dir /tmp/safe_runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+import yaml
+
+import sb3_loop
+from sb3_loop import LOOP, SACLagrangian, SafeLOOP
+from sb3_loop.resume import load_replay_buffer_rows, save_replay_buffer_rows
+from sb3_loop.safe import constrain, hazard_cost
+from sb3_loop.zoo import hyperparams_path
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent
+DEFAULT_RESULTS_DIR = BENCHMARKS_DIR / "results"
+DEFAULT_RUNS_DIR = BENCHMARKS_DIR / "runs_safe"
+RECORDS_DIR = "runs_safe"
+TASKS = ("SafetyPointGoal1AR5-v0", "SafetyHalfCheetahVelocity-v1")
+ALGOS = ("loop", "safe_loop", "sac_lag")
+CLASSES: dict[str, type] = {"loop": LOOP, "safe_loop": SafeLOOP, "sac_lag": SACLagrangian}
+LABELS = {"loop": "LOOP", "safe_loop": "SafeLOOP", "sac_lag": "SAC-Lagrangian"}
+#: SafeLOOP arguments LOOP does not take.
+CONSTRAINT_ARGUMENTS = (
+    "cost_threshold",
+    "cost_pessimism",
+    "min_feasible",
+    "max_planning_iterations",
+    "widen_factor",
+    "cost_fn",
+)
+#: Where the x velocity sits in the velocity tasks' observations: the root's slide joint velocity qvel[0], the
+#: instantaneous velocity at the end of a step, close to the env's average over the frame skip (correlation 0.93
+#: on random HalfCheetah steps, 0.99 on Hopper).
+VELOCITY_OBS_INDEX = {"HalfCheetah": 8, "Hopper": 5, "Walker2d": 8}
+EVAL_SEED = 10_000
+SMOKE = {
+    "loop": dict(population_size=16, num_particles=2, ensemble_size=3, num_elites=2, dynamics_hidden_sizes=(32, 32),
+                 dynamics_train_freq=100, batch_size=64, policy_kwargs=dict(net_arch=[32, 32])),
+    "sac_lag": dict(batch_size=64, policy_kwargs=dict(net_arch=[32, 32])),
+}  # fmt: skip
+SMOKE["safe_loop"] = {**SMOKE["loop"], "max_planning_iterations": 6}
+
+
+# --------------------------------------------------------------------------------- settings
+def algorithm_kwargs(algo: str, task: str, smoke: bool = False, learning_starts: int | None = None) -> dict[str, Any]:
+    """Constructor arguments of ``algo`` on ``task`` from the packaged YAML files (see the module docstring)."""
+    source = "sac_lag" if algo == "sac_lag" else "safe_loop"
+    entries = yaml.safe_load(hyperparams_path(source).read_text())
+    if task not in entries:
+        raise SystemExit(f"{hyperparams_path(source)} has no entry for {task}")
+    kwargs = {key: value for key, value in entries[task].items() if key not in ("policy", "n_timesteps")}
+    if algo == "loop":
+        kwargs = {key: value for key, value in kwargs.items() if key not in CONSTRAINT_ARGUMENTS}
+        kwargs["horizon"] = 8  # SafeLOOP's horizon
+    if smoke:
+        kwargs.update(SMOKE[algo])
+    if learning_starts is not None:
+        kwargs["learning_starts"] = learning_starts
+    return kwargs
+
+
+def deploy_cost_fn(task: str) -> Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]:
+    """The cost a deployment can compute from the predicted observation: hazard lidar, or the x velocity."""
+    if "PointGoal" in task:
+        return hazard_cost
+    robot = task.removeprefix("Safety").split("Velocity")[0]
+    if robot not in VELOCITY_OBS_INDEX:
+        raise SystemExit(f"no deploy-time cost for {task}: its velocity is not known to be in the observation")
+    index = VELOCITY_OBS_INDEX[robot]
+    threshold = gym.make(task).unwrapped.velocity_threshold
+
+    def velocity_cost(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+        return (next_obs[..., index] > threshold).to(next_obs.dtype)
+
+    return velocity_cost
+
+
+# -------------------------------------------------------------------------------- evaluation
+def evaluate(policy: Any, task: str, episodes: int, max_steps: int | None = None) -> dict[str, list[float]]:
+    """Returns and summed costs of deterministic episodes from the start states of env seeds EVAL_SEED + i."""
+    env = gym.make(task)
+    returns, costs = [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=EVAL_SEED + episode)
+        total_return = total_cost = 0.0
+        done, step = False, 0
+        while not done and (max_steps is None or step < max_steps):
+            action, _ = policy.predict(obs[None], episode_start=np.array([step == 0]), deterministic=True)
+            obs, reward, terminated, truncated, info = env.step(action[0])
+            total_return += float(reward)
+            total_cost += float(info["cost"])
+            done, step = terminated or truncated, step + 1
+        returns.append(total_return)
+        costs.append(total_cost)
+    env.close()
+    return {"returns": returns, "costs": costs}
+
+
+# ------------------------------------------------------------------------------- one run
+class Run:
+    """One (task, algorithm, seed) run: its folder, checkpoints and record."""
+
+    def __init__(self, task: str, algo: str, seed: int, args: argparse.Namespace) -> None:
+        self.task, self.algo, self.seed, self.args = task, algo, seed, args
+        self.directory = Path(args.runs_dir) / task / f"{algo}_seed{seed}"
+        self.record_path = Path(args.results_dir) / RECORDS_DIR / task / f"{algo}_seed{seed}.json"
+        self.settings = {
+            "steps": args.steps,
+            "eval_every": args.eval_every,
+            "eval_episodes": args.eval_episodes,
+            "eval_max_steps": args.eval_max_steps,
+            "smoke": args.smoke,
+            "kwargs": _jsonable(algorithm_kwargs(algo, task, args.smoke, args.learning_starts)),
+        }
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} {self.algo} seed {self.seed}"
+
+    def finished(self) -> bool:
+        record = _read_json(self.record_path)
+        return bool(record and record.get("status") == "finished" and record.get("settings") == self.settings)
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint written with the same settings (``None``: start over)."""
+        candidates = []
+        for folder in self.directory.glob("checkpoint_*"):
+            state = _read_json(folder / "state.json")  # written last
+            if state is not None and state.get("settings") == self.settings:
+                candidates.append((state["num_timesteps"], folder))
+        return max(candidates)[1] if candidates else None
+
+    def execute(self) -> dict[str, Any]:
+        th.set_num_threads(1)
+        checkpoint = self.latest_checkpoint()
+        cls = CLASSES[self.algo]
+        env = gym.make(self.task)
+        if checkpoint is None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory.mkdir(parents=True)
+            model = cls("MlpPolicy", env, seed=self.seed, device="cpu", **algorithm_kwargs(
+                self.algo, self.task, self.args.smoke, self.args.learning_starts))  # fmt: skip
+            evaluations: list[dict[str, Any]] = []
+            wall_clock, resumed = 0.0, []
+        else:
+            state = _read_json(checkpoint / "state.json") or {}
+            model = cls.load(checkpoint / "model.zip", env=env, device="cpu")
+            load_replay_buffer_rows(model, checkpoint / "replay_buffer_rows.pkl")
+            evaluations, wall_clock = state["evaluations"], state["wall_clock"]
+            resumed = [*state.get("resumed", []), model.num_timesteps]
+            print(f"[resume] {self.label}: from the checkpoint at {model.num_timesteps} steps", flush=True)
+        start = time.perf_counter() - wall_clock
+        while model.num_timesteps < self.args.steps:
+            chunk = min(self.args.eval_every, self.args.steps - model.num_timesteps)
+            model.learn(chunk, reset_num_timesteps=model.num_timesteps == 0)
+            result = evaluate(model, self.task, self.args.eval_episodes, self.args.eval_max_steps)
+            evaluations.append({"steps": model.num_timesteps, **result})
+            print(f"[eval] {self.label} at {model.num_timesteps}: return {np.mean(result['returns']):.1f}, "
+                  f"cost {np.mean(result['costs']):.1f}", flush=True)  # fmt: skip
+            self.write_checkpoint(model, evaluations, time.perf_counter() - start, resumed)
+        record = {
+            "task": self.task,
+            "algo": self.algo,
+            "seed": self.seed,
+            "status": "finished",
+            "settings": self.settings,
+            "evaluations": evaluations,
+            "wall_clock_s": time.perf_counter() - start,
+            "resumed_at_steps": resumed,
+            "sb3_loop_version": sb3_loop.__version__,
+        }
+        if self.algo == "loop":
+            record["deploy"] = self.deploy_time_constraint(model, evaluations[-1])
+        model.save(self.directory / "final_model.zip")
+        for folder in self.directory.glob("checkpoint_*"):
+            shutil.rmtree(folder)
+        _write_json(self.record_path, record)
+        return record
+
+    def write_checkpoint(self, model: Any, evaluations: list[dict[str, Any]], wall_clock: float, resumed: list[int]) -> None:
+        """A new checkpoint folder, its state.json last; then the older ones go."""
+        folder = self.directory / f"checkpoint_{model.num_timesteps}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        model.save(folder / "model.zip")
+        save_replay_buffer_rows(model.replay_buffer, folder / "replay_buffer_rows.pkl")
+        state = {
+            "num_timesteps": model.num_timesteps,
+            "settings": self.settings,
+            "evaluations": evaluations,
+            "wall_clock": wall_clock,
+            "resumed": resumed,
+        }
+        _write_json(folder / "state.json", state)
+        for old in self.directory.glob("checkpoint_*"):
+            if old != folder:
+                shutil.rmtree(old)
+
+    def deploy_time_constraint(self, model: LOOP, final_evaluation: dict[str, Any]) -> dict[str, Any]:
+        """
+        The final LOOP model from the same start states under a constraint given now (without it: its final
+        evaluation, deterministic, so the same episodes).
+        """
+        threshold = float(algorithm_kwargs("safe_loop", self.task).get("cost_threshold", 0.2))
+        policy = constrain(model, deploy_cost_fn(self.task), threshold)
+        model.policy.pop_planning_time()
+        constrained = evaluate(policy, self.task, self.args.eval_episodes, self.args.eval_max_steps)
+        feasibility = policy.pop_feasibility() or {}
+        return {
+            "cost_threshold": threshold,
+            "without": {key: final_evaluation[key] for key in ("returns", "costs")},
+            "with": constrained,
+            "feasible_fraction": feasibility.get("feasible_fraction"),
+            "fallback_fraction": feasibility.get("fallbacks", 0.0) / max(feasibility.get("plans", 1.0), 1.0),
+            "ms_per_action": model.policy.pop_planning_time(),
+        }
+
+
+# ----------------------------------------------------------------------------------- report
+def load_records(results_dir: Path, task: str) -> list[dict[str, Any]]:
+    folder = results_dir / RECORDS_DIR / task
+    return [record for path in sorted(folder.glob("*.json")) if (record := _read_json(path))]
+
+
+def final(record: dict[str, Any], key: str) -> float:
+    return float(np.mean(record["evaluations"][-1][key]))
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+
+def write_report(results_dir: Path, task: str) -> Path | None:
+    records = load_records(results_dir, task)
+    if not records:
+        return None
+    by_algo = {algo: [r for r in records if r["algo"] == algo] for algo in ALGOS}
+    steps = sorted({r["evaluations"][-1]["steps"] for r in records})
+    lines = [
+        f"# Safe RL on {task}: LOOP vs SafeLOOP vs SAC-Lagrangian",
+        "",
+        "Generated by `benchmarks/safe.py` (see its docstring for the protocol). Final evaluation of each run "
+        f"(deterministic, the same {records[0]['settings']['eval_episodes']} start states for every algorithm), "
+        "mean ± std over seeds of the per-seed mean episode return and summed cost.",
+        "",
+        "| algorithm | seeds | env steps | return | cost | wall-clock (h) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for algo, runs in by_algo.items():
+        if runs:
+            hours = np.mean([r["wall_clock_s"] for r in runs]) / 3600
+            run_steps = ", ".join(str(s) for s in sorted({r["evaluations"][-1]["steps"] for r in runs}))
+            returns, costs = _cell([final(r, "returns") for r in runs]), _cell([final(r, "costs") for r in runs])
+            lines.append(f"| {LABELS[algo]} | {len(runs)} | {run_steps} | {returns} | {costs} | {hours:.2f} |")
+    lines += ["", *targets(by_algo), "", *deploy_table(by_algo["loop"])]
+    if any(r["settings"]["smoke"] for r in records):
+        lines += ["", "**Smoke settings** (tiny networks and populations): these numbers say nothing about the methods."]
+    if len(steps) > 1:
+        lines += ["", f"Runs end at different step counts: {steps}."]
+    path = results_dir / f"safe_{task}.md"
+    plot(by_algo, task, path.with_suffix(".png"))
+    lines += ["", f"![curves](safe_{task}.png)", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def targets(by_algo: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The targets of the issue, checked on the seed means."""
+    mean = {algo: (np.mean([final(r, "returns") for r in runs]), np.mean([final(r, "costs") for r in runs]))
+            for algo, runs in by_algo.items() if runs}  # fmt: skip
+    lines = ["Targets: SafeLOOP's cost at most 10% of LOOP's with at least 80% of its return; lower cost than "
+             "SAC-Lagrangian at equal steps.", ""]  # fmt: skip
+    if "safe_loop" not in mean:
+        return [*lines, "- no SafeLOOP run yet"]
+    safe_return, safe_cost = mean["safe_loop"]
+    if "loop" in mean:
+        loop_return, loop_cost = mean["loop"]
+        ratio = safe_return / loop_return if loop_return > 0 else float("nan")
+        lines.append(f"- cost {safe_cost:.1f} vs LOOP's {loop_cost:.1f} (target <= {0.1 * loop_cost:.1f}): "
+                     f"{'met' if safe_cost <= 0.1 * loop_cost else 'not met'}")  # fmt: skip
+        lines.append(f"- return {safe_return:.1f} vs LOOP's {loop_return:.1f} (ratio {ratio:.2f}, target >= 0.80): "
+                     f"{'met' if ratio >= 0.8 else 'not met'}")  # fmt: skip
+    if "sac_lag" in mean:
+        lag_cost = mean["sac_lag"][1]
+        lines.append(
+            f"- cost {safe_cost:.1f} vs SAC-Lagrangian's {lag_cost:.1f}: {'met' if safe_cost < lag_cost else 'not met'}"
+        )
+    return lines
+
+
+def deploy_table(loop_runs: list[dict[str, Any]]) -> list[str]:
+    runs = [r for r in loop_runs if "deploy" in r]
+    if not runs:
+        return ["Deploy-time constraint: no finished LOOP run yet."]
+    threshold = runs[0]["deploy"]["cost_threshold"]
+    lines = [
+        f"Deploy-time constraint on the final LOOP models (`sb3_loop.safe.constrain`, cost_threshold {threshold} "
+        "per horizon, the cost computed from the predicted observation), same start states:",
+        "",
+        "| seed | return without | return with | cost without | cost with | feasible fraction | least-cost fallbacks "
+        "| ms/action |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        deploy = run["deploy"]
+        fraction = "-" if deploy["feasible_fraction"] is None else f"{deploy['feasible_fraction']:.2f}"
+        lines.append(
+            f"| {run['seed']} | {np.mean(deploy['without']['returns']):.1f} | {np.mean(deploy['with']['returns']):.1f} "
+            f"| {np.mean(deploy['without']['costs']):.1f} | {np.mean(deploy['with']['costs']):.1f} "
+            f"| {fraction} | {deploy['fallback_fraction']:.0%} | {deploy['ms_per_action'] or 0:.0f} |"
+        )
+    return lines
+
+
+def plot(by_algo: dict[str, list[dict[str, Any]]], task: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for algo, runs in by_algo.items():
+        if not runs:
+            continue
+        for axis, key in zip(axes, ("returns", "costs"), strict=True):
+            length = min(len(r["evaluations"]) for r in runs)
+            steps = [e["steps"] for e in runs[0]["evaluations"][:length]]
+            values = np.array([[np.mean(e[key]) for e in r["evaluations"][:length]] for r in runs])
+            axis.plot(steps, values.mean(0), label=f"{LABELS[algo]} ({len(runs)} seeds)")
+            axis.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
+    for axis, title in zip(axes, ("episode return", "episode cost"), strict=True):
+        axis.set_xlabel("env steps")
+        axis.set_title(f"{task}: {title}")
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=1))
+    os.replace(temporary, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=200_000, help="env steps per run (the same for every algorithm)")
+    parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--eval-max-steps", type=int, default=None, help="cut evaluation episodes (smoke tests)")
+    parser.add_argument("--learning-starts", type=int, default=None, help="override every algorithm's")
+    parser.add_argument("--smoke", action="store_true", help="tiny networks and populations, to test this script")
+    parser.add_argument("--only", nargs=3, metavar=("TASK", "ALGO", "SEED"), help="run just this one")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR))
+    parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    args = parser.parse_args()
+    if args.only:
+        task, algo, seed = args.only
+        runs = [(task, algo, int(seed))]
+        args.tasks = [task]
+    else:
+        runs = [(task, algo, seed) for task in args.tasks for seed in args.seeds for algo in args.algos]
+    if not args.report_only:
+        for task, algo, seed in runs:
+            run = Run(task, algo, seed, args)
+            if run.finished():
+                print(f"[skip] {run.label}: finished", flush=True)
+                continue
+            run.execute()
+    for task in args.tasks:
+        path = write_report(Path(args.results_dir), task)
+        print(f"[report] {path}" if path else f"[report] {task}: no records", flush=True)
+
+
+if __name__ == "__main__":
+    main()
