@@ -84,11 +84,13 @@ class SafeLOOP(EpisodeCostMixin, LOOP):
     Defaults are the paper's safety configuration where it has one (horizon 8, 100 samples, 4
     particles, ``min_feasible`` 10, threshold 0.2, widening factor 1.5, up to 25 iterations) and LOOP's
     online ARC otherwise (5 iterations, mixture 0.05, kappa 1). How the iterations differ from the paper's
-    code: at least ``planning_iterations`` (paper: 6), stop after the first iteration past those whose
-    population has ``min_feasible`` feasible sequences, at most ``max_planning_iterations`` (paper: 26);
-    an env's variance is widened to at least ``init_var * widen_factor**n`` after its n-th iteration
-    without enough feasible sequences (paper: reset to ``init_var * 1.5**k`` every 6th iteration,
-    whatever the feasibility).
+    code (``controllers/arc_safety.py``): at least ``planning_iterations`` (paper: 6), then stop after the
+    first iteration whose population has ``min_feasible`` feasible sequences, at most
+    ``max_planning_iterations`` in all (paper: 26); an env's variance is widened to at least
+    ``init_var * widen_factor**n`` after its n-th iteration without enough feasible sequences (paper: reset
+    to ``init_var * 1.5**k`` at every 6th iteration, whatever the feasibility); feasibility is judged on
+    the mean (or mean + k std) of the summed cost over particles and members (paper: the maximum over them,
+    threshold 0.2, strictly below).
 
     :param policy: The policy model to use (``"MlpPolicy"``).
     :param env: The environment to learn from; its steps must report ``info["cost"]`` (the ``Safety*``
