@@ -6,7 +6,7 @@ The launcher adds our algorithms to rl-zoo3's tables (``rl_zoo3.utils.ALGOS`` an
 runs rl-zoo3's own entry points with the user's arguments (``sys.argv`` rewritten), so every zoo
 option works unchanged. It adds a default ``--conf-file``:
 
-- for one of our algorithms (``loop``, ``crr``, ``td3bc``, ...) the packaged ``sb3_loop/hyperparams/<algo>.yml``;
+- for one of our algorithms (``loop``, ``offline_loop``, ``crr``, ...) the packaged ``sb3_loop/hyperparams/<algo>.yml``;
 - for a stock algorithm (``sac``, ``td3``, ...) our packaged ``<algo>.yml`` if it has an entry for
   the requested env (rl-zoo3 ships MuJoCo entries for ``-v4`` only; ours are the matching ``-v5``
   baselines), otherwise nothing: the zoo's own file is used as usual.
@@ -26,6 +26,7 @@ Examples::
 
     python -m sb3_loop train --algo loop --env HalfCheetah-v5 --eval-freq 5000
     python -m sb3_loop train --algo td3bc --env Hopper-v5 --eval-freq 5000 -params dataset:"'hopper.hdf5'"
+    python -m sb3_loop train --algo offline_loop --env Hopper-v5 --eval-freq 5000 -params beta_pessimism:3
     python -m sb3_loop enjoy --algo loop --env HalfCheetah-v5 -f logs --no-render
     MUJOCO_GL=egl python -m sb3_loop record_video --algo loop --env HalfCheetah-v5 -f logs -n 500
     python -m sb3_loop plots all_plots -a loop sac -e HalfCheetah-v5 -f logs --no-display \\
@@ -67,11 +68,13 @@ class ZooAlgorithm:
     :param sampler: ``"module:function"`` of the Optuna sampler for ``-optimize`` (or ``None``).
     :param off_policy: Load with a 1-transition replay buffer in ``enjoy``/``record_video``, as the
         zoo does for its own off-policy algorithms.
+    :param trainable: ``False`` for what ``train`` cannot make (registered for ``enjoy``/``record_video`` only).
     """
 
     algorithm: str
     sampler: str | None = None
     off_policy: bool = True
+    trainable: bool = True
 
     def load_algorithm(self) -> type:
         return _import_object(self.algorithm)
@@ -80,8 +83,8 @@ class ZooAlgorithm:
         return None if self.sampler is None else _import_object(self.sampler)
 
 
-#: Our algorithms by their ``--algo`` name. Add ``offline_loop`` / ``safe_loop`` here when they exist,
-#: with their ``sb3_loop/hyperparams/<name>.yml`` (and the copy in the top-level ``hyperparams/``).
+#: Our algorithms by their ``--algo`` name; each trainable one has its ``sb3_loop/hyperparams/<name>.yml``
+#: (and the copy in the top-level ``hyperparams/``).
 ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
     "loop": ZooAlgorithm("sb3_loop.loop:LOOP", sampler="sb3_loop.zoo:sample_loop_params"),
     # Stock SAC with LOOP's SAC settings (hyperparams/sac_as_loop.yml): the paper's baseline, the SAC
@@ -91,6 +94,10 @@ ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
     # their replay buffer from it, so enjoy needs no 1-transition buffer.
     "crr": ZooAlgorithm("sb3_loop.offline:CRR", off_policy=False),
     "td3bc": ZooAlgorithm("sb3_loop.offline:TD3BC", off_policy=False),
+    # OfflineLOOP: the prior's gradient steps as crr/td3bc, after fitting the ensemble on the dataset.
+    "offline_loop": ZooAlgorithm(
+        "sb3_loop.offline:OfflineLOOP", sampler="sb3_loop.zoo:sample_offline_loop_params", off_policy=False
+    ),
     # SAC-Lagrangian, the constrained baseline of SafeLOOP (envs must report info["cost"]).
     "sac_lag": ZooAlgorithm("sb3_loop.safe:SACLagrangian"),
     # SafeLOOP: LOOP with a cost-constrained planner (envs must report info["cost"]).
@@ -139,6 +146,9 @@ def register_algorithms(names: Sequence[str] | None = None, for_inference: bool 
 
     for name in ZOO_ALGORITHMS if names is None else names:
         entry = ZOO_ALGORITHMS[name]
+        if not (entry.trainable or for_inference):
+            ALGOS.pop(name, None)
+            continue
         algorithm_class = entry.load_algorithm()
         if for_inference and entry.off_policy:
             algorithm_class = _inference_class(algorithm_class)
@@ -277,6 +287,26 @@ def sample_loop_params(trial: Any, n_actions: int, n_envs: int, additional_args:
         "mixture_coef": trial.suggest_float("mixture_coef", 0.0, 0.3),
         "dynamics_train_freq": trial.suggest_categorical("dynamics_train_freq", [100, 250, 500, 1000]),
         "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+    }
+
+
+def sample_offline_loop_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    rl-zoo3 sampler for OfflineLOOP: the offline planner's knobs, over the ranges the paper sweeps (noise
+    0.01-0.8, pessimism 0-5, kappa 0.01-10, horizon 2-10). Every trial also trains the prior and fits the
+    ensemble; to compare planner settings on one trained model, use ``model.configure_planner(...)``.
+
+    :param trial: Optuna trial.
+    :param n_actions: Action dimension (unused).
+    :param n_envs: Number of environments (unused).
+    :param additional_args: rl-zoo3's extra sampler arguments (unused).
+    :return: OfflineLOOP constructor keyword arguments.
+    """
+    return {
+        "noise_std": trial.suggest_float("noise_std", 0.01, 0.8, log=True),
+        "beta_pessimism": trial.suggest_float("beta_pessimism", 0.0, 5.0),
+        "kappa": trial.suggest_float("kappa", 0.01, 10.0, log=True),
+        "horizon": trial.suggest_int("horizon", 2, 10),
     }
 
 

@@ -324,7 +324,8 @@ class RecordCallback(BaseCallback):
 def test_top_level_hyperparams_are_copies_of_packaged_ones():
     packaged = sorted(p.name for p in PACKAGED.glob("*.yml"))
     assert packaged == sorted(p.name for p in TOP_LEVEL.glob("*.yml")) == [
-        "crr.yml", "loop.yml", "sac.yml", "sac_as_loop.yml", "sac_lag.yml", "safe_loop.yml", "td3.yml", "td3bc.yml",
+        "crr.yml", "loop.yml", "offline_loop.yml", "sac.yml", "sac_as_loop.yml", "sac_lag.yml", "safe_loop.yml",
+        "td3.yml", "td3bc.yml",
     ]  # fmt: skip
     for name in packaged:
         assert (PACKAGED / name).read_bytes() == (TOP_LEVEL / name).read_bytes(), (

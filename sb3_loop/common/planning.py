@@ -161,6 +161,17 @@ def replay_buffer_transitions(buffer: ReplayBuffer, obs_dim: int) -> tuple[np.nd
     )
 
 
+def vec_env_id(env: VecEnv | None) -> str | None:
+    """The Gymnasium id of a VecEnv's first env (``None`` without an env or a spec)."""
+    if env is None:
+        return None
+    try:
+        spec = env.get_attr("spec", indices=[0])[0]
+    except (AttributeError, IndexError):
+        return None
+    return getattr(spec, "id", None)
+
+
 class PlanningAlgorithmMixin(_Base):
     """
     Mixin (before the SB3 algorithm in the bases) for algorithms that act by planning over a dynamics
@@ -249,13 +260,7 @@ class PlanningAlgorithmMixin(_Base):
 
     def _env_id(self) -> str | None:
         """The Gymnasium id of the env, used to pick the termination function."""
-        if self.env is None:
-            return None
-        try:
-            spec = self.env.get_attr("spec", indices=[0])[0]
-        except (AttributeError, IndexError):
-            return None
-        return getattr(spec, "id", None)
+        return vec_env_id(self.env)
 
     def _setup_model(self) -> None:
         user_policy_kwargs = self.policy_kwargs
@@ -315,12 +320,8 @@ class PlanningAlgorithmMixin(_Base):
             with model.actor_only():
                 evaluate_policy(model, env)
         """
-        previous = self.policy.use_planner
-        self.policy.use_planner = False
-        try:
+        with self.policy.actor_only():
             yield self
-        finally:
-            self.policy.use_planner = previous
 
     # ------------------------------------------------------------------------------- the ensemble
     def _replay_transitions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -344,7 +345,7 @@ class PlanningAlgorithmMixin(_Base):
     ) -> EnsembleTrainingStats:
         """
         Fit the policy's ensemble on transitions with ``dynamics_training_config`` and log the result
-        under ``dynamics/*`` (also kept in ``dynamics_log``).
+        under ``dynamics/*`` (once the model has a logger) and in ``dynamics_log``.
 
         :param obs: Observations [N, obs_dim].
         :param actions: Actions scaled to [-1, 1] [N, act_dim].
@@ -382,6 +383,8 @@ class PlanningAlgorithmMixin(_Base):
             "num_samples": stats.num_samples,
         }
         self.dynamics_log.append(entry)
+        if getattr(self, "_logger", None) is None:  # called outside learn() before any learn()
+            return stats
         for key, value in entry.items():
             if key != "num_timesteps" and value is not None:
                 self.logger.record(f"dynamics/{key}", value)

@@ -5,8 +5,9 @@ hung off an SB3 actor-critic policy, so that ``predict()`` plans and SB3's save/
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -241,6 +242,16 @@ class PlanningPolicyMixin(_PolicyBase):
             self.scorer = scorer
         self.planner = self.make_planner()
         self.rollout_planner = self.make_planner()
+
+    @contextlib.contextmanager
+    def actor_only(self) -> Iterator[None]:
+        """Act with the actor alone inside the block (no planning)."""
+        previous = self.use_planner
+        self.use_planner = False
+        try:
+            yield
+        finally:
+            self.use_planner = previous
 
     @property
     def num_fallbacks(self) -> int:

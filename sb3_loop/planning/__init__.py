@@ -1,6 +1,6 @@
 """Planners: pure torch, no Stable-Baselines3 import."""
 
-from sb3_loop.planning.arc import PROPAGATION_MODES, ARCConfig, ARCPlanner, PlanningModel
+from sb3_loop.planning.arc import PROPAGATION_MODES, PROPOSAL_MODES, ARCConfig, ARCPlanner, PlanningModel
 from sb3_loop.planning.feasibility import (
     CostFunctionModel,
     Feasibility,
@@ -13,6 +13,7 @@ from sb3_loop.planning.scoring import ConstrainedReturn, MeanReturn, Pessimistic
 
 __all__ = [
     "PROPAGATION_MODES",
+    "PROPOSAL_MODES",
     "ARCConfig",
     "ARCPlanner",
     "ConstrainedReturn",

@@ -16,6 +16,8 @@ from sb3_loop.planning.feasibility import FeasibilityLog, IterationSchedule
 from sb3_loop.planning.scoring import MeanReturn, Scorer
 
 PROPAGATION_MODES = ("paper", "random_elite")
+#: How candidate sequences are proposed, see :class:`ARCConfig`.
+PROPOSAL_MODES = ("gaussian", "prior")
 
 #: One generator for the whole batch, or one per environment (batch results then equal single plans).
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
@@ -50,6 +52,14 @@ class ARCConfig:
         sequence); ``"random_elite"``: each particle follows one randomly drawn elite for the whole
         rollout (P rollouts per sequence, the members split the particles evenly).
     :param deterministic_model: Propagate the mean prediction instead of sampling.
+    :param proposal: ``"gaussian"`` (online ARC): N sequences from a truncated normal around the plan's
+        mean. ``"prior"`` (offline LOOP): N rollouts of the actor (the offline prior) through the model,
+        each with its own random elite member and model noise, plus Gaussian noise ``noise_std`` on every
+        action, then smoothed towards the current plan (the previous step's plan, shifted, at the first
+        iteration; nothing at an episode's first step): ``a <- (1 - smoothing) * a + smoothing * plan``.
+    :param noise_std: Standard deviation of the noise added to the prior's actions (``"prior"`` only), in
+        the planner's action units (the policies plan in squashed [-1, 1] actions).
+    :param smoothing: Weight of the current plan in the smoothing of ``"prior"`` proposals (0: none).
     """
 
     horizon: int = 3
@@ -63,6 +73,9 @@ class ARCConfig:
     truncation: float = 2.0
     propagation: str = "random_elite"
     deterministic_model: bool = False
+    proposal: str = "gaussian"
+    noise_std: float = 0.01
+    smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("horizon", "population_size", "num_particles", "iterations"):
@@ -77,6 +90,11 @@ class ARCConfig:
                 raise ValueError(f"{name}={value!r} must be a finite number > 0")
         if self.propagation not in PROPAGATION_MODES:
             raise ValueError(f"propagation={self.propagation!r} must be one of {PROPAGATION_MODES}")
+        if self.proposal not in PROPOSAL_MODES:
+            raise ValueError(f"proposal={self.proposal!r} must be one of {PROPOSAL_MODES}")
+        if not (isinstance(self.noise_std, numbers.Real) and math.isfinite(self.noise_std) and self.noise_std >= 0):
+            raise ValueError(f"noise_std={self.noise_std!r} must be a finite number >= 0")
+        _check_range("smoothing", self.smoothing, 0.0, 1.0)
 
     @property
     def num_actor_sequences(self) -> int:
@@ -134,6 +152,8 @@ class ARCPlanner:
         self.action_low, self.action_high = low, high
         self.action_dim = int(low.numel())
         self._mean: torch.Tensor | None = None
+        # Envs whose warm start is a plan of an earlier step (not the reset centre).
+        self._planned: torch.Tensor | None = None
         self.num_fallbacks = 0
         self.feasibility_log = FeasibilityLog()
         self.last_plan_seconds = 0.0
@@ -146,13 +166,15 @@ class ARCPlanner:
         :param env_mask: Boolean mask [B] of environments whose episode (re)starts; ``None`` = all.
         """
         if env_mask is None or self._mean is None:
-            self._mean = None
+            self._mean, self._planned = None, None
             return
         mask = torch.as_tensor(np.asarray(env_mask, dtype=bool)).reshape(-1).to(self._mean.device)
         if mask.numel() != self._mean.shape[0]:
-            self._mean = None
+            self._mean, self._planned = None, None
             return
         self._mean = torch.where(mask[:, None, None], self._center(self._mean.device), self._mean)
+        if self._planned is not None:
+            self._planned = self._planned & ~mask
 
     @torch.no_grad()
     def plan(self, obs: torch.Tensor, deterministic: bool = False, generator: GeneratorArg = None) -> torch.Tensor:
@@ -180,7 +202,7 @@ class ARCPlanner:
         mean = self._warm_start(obs.shape[0], obs.device)
         init_var = ((high - low) ** 2 / cfg.init_var_divisor).expand_as(mean)
         var = init_var.clone()
-        actor_sequences = self._actor_sequences(obs, rng).clamp(low, high)
+        propose, actor_sequences = self._proposer(obs, rng, low, high)
         valid = torch.ones(obs.shape[0], dtype=torch.bool, device=obs.device)
         schedule = IterationSchedule(self.scorer, cfg.iterations, init_var)
         # Drawn before iterating when envs may iterate unequally often: a batch still plans as its envs alone.
@@ -189,7 +211,7 @@ class ARCPlanner:
         while not schedule.finished:
             # Envs whose schedule has ended keep their plan (a batch plans as its envs would alone).
             active = schedule.active
-            proposals = torch.cat((self._propose(mean, var, rng, low, high), actor_sequences), dim=1)
+            proposals = torch.cat((propose(mean, var), actor_sequences), dim=1)
             new_weights = self._weights(self._score(obs, proposals, rng, schedule=schedule))
             ok = torch.isfinite(new_weights).all(dim=1)
             new_weights = torch.where(ok[:, None], new_weights, torch.zeros_like(new_weights))
@@ -209,12 +231,47 @@ class ARCPlanner:
             action = self._draw_candidate(candidates, weights, rng, choice)[:, 0]
         action = self._fallback(obs, action, valid, low, high)
         self._mean = torch.cat((mean[:, 1:], mean[:, -1:]), dim=1)
+        self._planned = torch.ones(obs.shape[0], dtype=torch.bool, device=obs.device)
         return action
+
+    def _proposer(
+        self, obs: torch.Tensor, rng: _Random, low: torch.Tensor, high: torch.Tensor
+    ) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], torch.Tensor]:
+        """``propose(mean, var) -> [B, N, H, A]`` for this step, and the actor sequences added to every population."""
+        if self.config.proposal == "gaussian":
+            actor_sequences = self._actor_sequences(obs, rng).clamp(low, high)
+            return (lambda mean, var: self._propose(mean, var, rng, low, high)), actor_sequences
+        count = self.config.population_size
+        rollouts = self._actor_sequences(obs, rng, count + self.config.num_actor_sequences).clamp(low, high)
+        prior, actor_sequences = rollouts[:, :count], rollouts[:, count:]
+        planned = self._planned
+        fits = planned is not None and planned.shape[0] == obs.shape[0]
+        smooth = planned.clone() if fits else torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
+        return (lambda mean, var: self._propose_around_prior(prior, mean, smooth, rng, low, high)), actor_sequences
+
+    def _propose_around_prior(
+        self,
+        prior: torch.Tensor,
+        mean: torch.Tensor,
+        smooth: torch.Tensor,
+        rng: _Random,
+        low: torch.Tensor,
+        high: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        The prior's rollouts [B, N, H, A] plus Gaussian noise, smoothed towards the plan ``mean`` [B, H, A]
+        for the envs in ``smooth`` [B] (those with a plan from an earlier step).
+        """
+        cfg = self.config
+        noisy = prior + cfg.noise_std * rng.normal(tuple(prior.shape[1:]))
+        smoothed = (1.0 - cfg.smoothing) * noisy + cfg.smoothing * mean.unsqueeze(1)
+        return torch.where(smooth[:, None, None, None], smoothed, noisy).clamp(low, high)
 
     def _warm_start(self, batch: int, device: torch.device) -> torch.Tensor:
         shape = (batch, self.config.horizon, self.action_dim)
         if self._mean is None or self._mean.shape != shape or self._mean.device != device:
             self._mean = self._center(device).expand(shape).clone()
+            self._planned = torch.zeros(batch, dtype=torch.bool, device=device)
         return self._mean
 
     def _center(self, device: torch.device) -> torch.Tensor:
@@ -230,9 +287,13 @@ class ARCPlanner:
         noise = rng.truncated_normal((cfg.population_size, cfg.horizon, self.action_dim), cfg.truncation)
         return (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(low, high)
 
-    def _actor_sequences(self, obs: torch.Tensor, rng: _Random) -> torch.Tensor:
-        """Roll the actor through the model from each observation: [B, n_actor, H, A]."""
-        count, horizon = self.config.num_actor_sequences, self.config.horizon
+    def _actor_sequences(self, obs: torch.Tensor, rng: _Random, count: int | None = None) -> torch.Tensor:
+        """
+        Roll the actor through the model from each observation, each rollout following one random elite
+        member with model noise: [B, count, H, A] (default count: the mixture's actor sequences).
+        """
+        count = self.config.num_actor_sequences if count is None else count
+        horizon = self.config.horizon
         batch, obs_dim = obs.shape
         if count == 0:
             return obs.new_zeros((batch, 0, horizon, self.action_dim))
