@@ -359,9 +359,7 @@ class ARCPlanner:
         # order[b, j] = the particle row placed in slot j; slot j belongs to member j // per_member.
         order = torch.argsort(rng.uniform((slots,)), dim=1)
         sequence_of_slot = torch.div(order, particles, rounding_mode="floor").clamp(max=num_seq - 1)
-        actions = torch.gather(
-            candidates, 1, sequence_of_slot[:, :, None, None].expand(batch, slots, horizon, act_dim)
-        )
+        actions = torch.gather(candidates, 1, sequence_of_slot[:, :, None, None].expand(batch, slots, horizon, act_dim))
         actions = actions.reshape(batch, elites, per_member, horizon, act_dim).transpose(0, 1)
         actions = actions.reshape(elites, batch * per_member, horizon, act_dim)
         start = obs[None, :, None, :].expand(elites, batch, per_member, obs.shape[1]).reshape(elites, -1, obs.shape[1])

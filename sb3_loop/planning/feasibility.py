@@ -161,7 +161,7 @@ class CostFunctionModel:
     observation, instead of a learned cost (e.g. a hazard cost read from the observation, given at
     deployment). Everything else is the wrapped model's.
 
-    :param model: The dynamics model (a :class:`~sb3_loop.planning.arc.PlanningModel`).
+    :param model: The dynamics model (a :class:`~sb3_loop.planning.sampling.PlanningModel`).
     :param cost_fn: The step cost, see :data:`PlanningCostFn`.
     """
 
