@@ -98,6 +98,9 @@ ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
     "offline_loop": ZooAlgorithm(
         "sb3_loop.offline:OfflineLOOP", sampler="sb3_loop.zoo:sample_offline_loop_params", off_policy=False
     ),
+    # A saved sb3_loop.lookahead(...) policy, for enjoy/record_video only: save it as
+    # <folder>/lookahead/<ENV>_<id>/<ENV>.zip, then `enjoy --algo lookahead --env <ENV> -f <folder>`.
+    "lookahead": ZooAlgorithm("sb3_loop.lookahead:LookaheadPolicy", off_policy=False, trainable=False),
     # SAC-Lagrangian, the constrained baseline of SafeLOOP (envs must report info["cost"]).
     "sac_lag": ZooAlgorithm("sb3_loop.safe:SACLagrangian"),
     # SafeLOOP: LOOP with a cost-constrained planner (envs must report info["cost"]).
