@@ -1,6 +1,6 @@
 """Planners: pure torch, no Stable-Baselines3 import."""
 
-from sb3_loop.planning.arc import ARCConfig, ARCPlanner
+from sb3_loop.planning.arc import PROPOSAL_MODES, ARCConfig, ARCPlanner
 from sb3_loop.planning.cem import CEMConfig, CEMPlanner
 from sb3_loop.planning.feasibility import (
     CostFunctionModel,
@@ -20,6 +20,7 @@ __all__ = [
     "PLANNERS",
     "PLANNER_NAMES",
     "PROPAGATION_MODES",
+    "PROPOSAL_MODES",
     "ARCConfig",
     "ARCPlanner",
     "CEMConfig",

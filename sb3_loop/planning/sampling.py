@@ -97,7 +97,7 @@ class SamplingPlanner:
     Plans an action for each of B observations at once (model-predictive control) by refining a
     distribution over H-step action sequences (a mean and a variance per step and action dimension).
 
-    Every iteration samples candidates (:meth:`_propose`, plus :meth:`_extra_candidates`), scores them by
+    Every iteration samples candidates (:meth:`_proposer`: by default :meth:`_propose`), scores them by
     ``r_0 + ... + r_{H-2} + Q(s_{H-1}, a_{H-1})`` under the learned model, reduced over particles and
     members by ``scorer``, turns the scores into weights (:meth:`_weights`) and refits the mean and
     variance from the weighted candidates (:meth:`_refit`). The mean is warm-started from the previous
@@ -144,6 +144,8 @@ class SamplingPlanner:
         self.action_low, self.action_high = _check_bounds(action_low, action_high)
         self.action_dim = int(self.action_low.numel())
         self._mean: torch.Tensor | None = None
+        # Envs whose warm start is a plan of an earlier step (not the reset centre).
+        self._planned: torch.Tensor | None = None
         self.num_fallbacks = 0
         self.feasibility_log = FeasibilityLog()
         self.last_plan_seconds = 0.0
@@ -156,13 +158,15 @@ class SamplingPlanner:
         :param env_mask: Boolean mask [B] of environments whose episode (re)starts; ``None`` = all.
         """
         if env_mask is None or self._mean is None:
-            self._mean = None
+            self._mean, self._planned = None, None
             return
         mask = torch.as_tensor(np.asarray(env_mask, dtype=bool)).reshape(-1).to(self._mean.device)
         if mask.numel() != self._mean.shape[0]:
-            self._mean = None
+            self._mean, self._planned = None, None
             return
         self._mean = torch.where(mask[:, None, None], self._center(self._mean.device), self._mean)
+        if self._planned is not None:
+            self._planned = self._planned & ~mask
 
     @torch.no_grad()
     def plan(self, obs: torch.Tensor, deterministic: bool = False, generator: GeneratorArg = None) -> torch.Tensor:
@@ -194,9 +198,15 @@ class SamplingPlanner:
         """An iteration's sampled sequences [B, N, H, A], within the bounds."""
         raise NotImplementedError
 
-    def _extra_candidates(self, obs: torch.Tensor, rng: PlannerRandom, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        """Sequences [B, k, H, A] added to every iteration's population (none by default)."""
-        return obs.new_zeros((obs.shape[0], 0, self.config.horizon, self.action_dim))
+    def _proposer(
+        self, obs: torch.Tensor, rng: PlannerRandom, low: torch.Tensor, high: torch.Tensor
+    ) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], torch.Tensor]:
+        """
+        ``propose(mean, var) -> [B, N, H, A]`` for this step (by default :meth:`_propose`), and the
+        sequences [B, k, H, A] added to every iteration's population (by default none).
+        """
+        extra = obs.new_zeros((obs.shape[0], 0, self.config.horizon, self.action_dim))
+        return (lambda mean, var: self._propose(mean, var, rng, low, high)), extra
 
     def _weights(self, scores: torch.Tensor) -> torch.Tensor:
         """Weights [B, S] summing to 1 per env from scores [B, S] (non-finite where no score is finite)."""
@@ -228,7 +238,7 @@ class SamplingPlanner:
         mean = self._warm_start(obs.shape[0], obs.device)
         init_var = self._initial_var(mean, low, high)
         var = init_var.clone()
-        extra = self._extra_candidates(obs, rng, low, high)
+        propose, extra = self._proposer(obs, rng, low, high)
         valid = torch.ones(obs.shape[0], dtype=torch.bool, device=obs.device)
         schedule = IterationSchedule(self.scorer, self._iterations(), init_var)
         # Drawn before iterating when envs may iterate unequally often: a batch still plans as its envs alone.
@@ -237,7 +247,7 @@ class SamplingPlanner:
         while not schedule.finished:
             # Envs whose schedule has ended keep their plan (a batch plans as its envs would alone).
             active = schedule.active
-            proposals = torch.cat((self._propose(mean, var, rng, low, high), extra), dim=1)
+            proposals = torch.cat((propose(mean, var), extra), dim=1)
             new_weights = self._weights(self._score(obs, proposals, rng, schedule=schedule))
             ok = torch.isfinite(new_weights).all(dim=1)
             new_weights = torch.where(ok[:, None], new_weights, torch.zeros_like(new_weights))
@@ -258,12 +268,14 @@ class SamplingPlanner:
             action = self._explore(candidates, weights, var, draws if draws is not None else self._exploration_draws(rng))
         action = self._fallback(obs, action, valid, low, high)
         self._mean = torch.cat((mean[:, 1:], mean[:, -1:]), dim=1)
+        self._planned = torch.ones(obs.shape[0], dtype=torch.bool, device=obs.device)
         return action
 
     def _warm_start(self, batch: int, device: torch.device) -> torch.Tensor:
         shape = (batch, self.config.horizon, self.action_dim)
         if self._mean is None or self._mean.shape != shape or self._mean.device != device:
             self._mean = self._center(device).expand(shape).clone()
+            self._planned = torch.zeros(batch, dtype=torch.bool, device=device)
         return self._mean
 
     def _center(self, device: torch.device) -> torch.Tensor:
