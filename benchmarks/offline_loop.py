@@ -1,0 +1,320 @@
+"""
+OfflineLOOP: the offline prior alone vs the offline ARC planning around it, on datasets made here.
+
+Each run trains one OfflineLOOP (CRR prior, the class defaults: the paper's offline settings) on one
+dataset for ``--steps`` gradient steps, the ensemble fitted once on the dataset to early stopping, and
+saves it. The same trained prior, critic and ensemble are then evaluated as the prior alone
+(``actor_only()``) and as OfflineLOOP (deterministic planner, ``beta_pessimism`` 1; on ``--beta-dataset``
+also 0 and 3), on ``--eval-episodes`` episodes from the same start states (env k reset with seed
+10000 + k) for every variant; scores are D4RL-normalised. ``ms_per_action`` is the planner's time for
+one observation (batch 1, one torch thread), measured on dataset observations after the evaluation.
+
+Every trained model (``--models-dir``) and every evaluation (a JSON record under
+``results/offline_loop/runs/``) is kept, and finished ones are skipped when the command is repeated, so
+the benchmark continues across sittings (commit the records with ``git add -f``: ``runs/`` is ignored);
+``--report-only`` rebuilds ``results/offline_loop.md`` + PNG.
+
+``--lookahead`` measures ``sb3_loop.lookahead`` instead: saved SAC / TD3 models with their replay
+buffers (``--sac MODEL.zip BUFFER.pkl``, ``--td3 ...``), each evaluated alone and with the lookahead
+(ensemble fitted on its replay buffer), from the same start states.
+
+    python -m sb3_loop behaviour Hopper-v5 --level medium && python -m sb3_loop collect Hopper-v5 --kind medium
+    python -m sb3_loop collect Hopper-v5 --kind medium-replay
+    python benchmarks/offline_loop.py --datasets Hopper-v5-medium Hopper-v5-medium-replay --seeds 0 1 2
+    python benchmarks/offline_loop.py --lookahead --env Hopper-v5 \\
+        --sac logs/sac/Hopper-v5_1/Hopper-v5.zip logs/sac/Hopper-v5_1/replay_buffer.pkl
+    python benchmarks/offline_loop.py --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+
+from sb3_loop import OfflineLOOP, lookahead
+from sb3_loop.datasets import OfflineDataset, load_dataset, normalized_score
+from sb3_loop.datasets.registry import parse_dataset_name
+
+HERE = Path(__file__).resolve().parent
+RESULTS_DIR = HERE / "results"
+MODELS_DIR = HERE / "runs_offline_loop"
+ENVS = ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5")
+DEFAULT_DATASETS = [f"{env}-{kind}" for env in ENVS for kind in ("medium", "medium-replay")]
+BETA_SWEEP = (0.0, 1.0, 3.0)
+EVAL_SEED = 10_000
+TIMING_OBSERVATIONS = 50
+
+#: ``predict(observations [B, obs_dim], episode_start [B]) -> actions [B, act_dim]``.
+Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+# ------------------------------------------------------------------------------- evaluation
+def evaluate(predict: Predict, env_id: str, episodes: int) -> np.ndarray:
+    """
+    Undiscounted returns of ``episodes`` episodes stepped together, env k reset with seed 10000 + k.
+    The batch keeps its size (finished envs' actions are discarded), so each env keeps its row of the
+    planner's warm start from its first step to its last.
+    """
+    envs = [gym.make(env_id) for _ in range(episodes)]
+    observations = np.stack([env.reset(seed=EVAL_SEED + k)[0] for k, env in enumerate(envs)]).astype(np.float32)
+    returns = np.zeros(episodes)
+    running = np.ones(episodes, dtype=bool)
+    starts = np.ones(episodes, dtype=bool)
+    while running.any():
+        actions = predict(observations, starts)
+        starts[:] = False
+        for k in np.flatnonzero(running):
+            observation, reward, terminated, truncated, _ = envs[k].step(actions[k])
+            returns[k] += reward
+            observations[k] = observation
+            running[k] = not (terminated or truncated)
+    return returns
+
+
+def model_predict(model: Any) -> Predict:
+    def predict(observations: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        return model.predict(observations, episode_start=starts, deterministic=True)[0]
+
+    return predict
+
+
+def ms_per_action(model: Any, observations: np.ndarray) -> float:
+    """Milliseconds of one deterministic ``predict`` of one observation (after two warm-up calls)."""
+    for observation in observations[:2]:
+        model.predict(observation[None], deterministic=True)
+    start = time.perf_counter()
+    for observation in observations:
+        model.predict(observation[None], deterministic=True)
+    return 1e3 * (time.perf_counter() - start) / len(observations)
+
+
+# ------------------------------------------------------------------------------ OfflineLOOP
+def variants(dataset_name: str, beta_dataset: str) -> list[str]:
+    betas = BETA_SWEEP if dataset_name == beta_dataset else (1.0,)
+    return ["prior", *(f"offline_loop_beta{beta:g}" for beta in betas)]
+
+
+def train(
+    dataset: OfflineDataset, dataset_name: str, seed: int, steps: int, models_dir: Path, settings: dict[str, Any]
+) -> tuple[OfflineLOOP, dict]:
+    """The trained model of a run: loaded when saved before, else trained and saved (with its record)."""
+    env_id = _env_id(dataset_name)
+    path = models_dir / dataset_name / f"seed{seed}.zip"
+    info_path = path.with_suffix(".json")
+    if path.is_file() and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info["steps"] != steps or info["settings"] != settings:
+            raise SystemExit(f"{path} was trained with other --steps or settings: delete it or keep them")
+        return OfflineLOOP.load(path, device="cpu"), info
+    model = OfflineLOOP("MlpPolicy", env_id, dataset, seed=seed, device="cpu", **settings)
+    start = time.perf_counter()
+    model.learn(steps, log_interval=None)
+    info = {"steps": steps, "settings": settings, "train_seconds": time.perf_counter() - start,
+            "dynamics": model.dynamics_log[0], "dataset_checksum": dataset.checksum(),
+            "dataset_transitions": len(dataset)}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    info_path.write_text(json.dumps(info, indent=1) + "\n")
+    print(f"[{dataset_name} seed{seed}] trained in {info['train_seconds']:.0f} s; ensemble {info['dynamics']}")
+    return model, info
+
+
+def evaluate_variant(model: OfflineLOOP, variant: str, env_id: str, episodes: int, timing: np.ndarray) -> dict[str, Any]:
+    if variant == "prior":
+        with model.actor_only():
+            returns = evaluate(model_predict(model), env_id, episodes)
+            ms = ms_per_action(model, timing)
+    else:
+        model.configure_planner(beta_pessimism=float(variant.removeprefix("offline_loop_beta")))
+        returns = evaluate(model_predict(model), env_id, episodes)
+        ms = ms_per_action(model, timing)
+    scores = normalized_score(env_id, returns)
+    return {"returns": returns.tolist(), "score_mean": float(scores.mean()), "score_std": float(scores.std()),
+            "ms_per_action": ms, "fallbacks": model.policy.num_fallbacks}  # fmt: skip
+
+
+def run_offline_loop(args: argparse.Namespace) -> None:
+    settings = {} if args.dynamics_max_epochs is None else {"dynamics_max_epochs": args.dynamics_max_epochs}
+    for dataset_name in args.datasets:
+        env_id = _env_id(dataset_name)
+        for seed in args.seeds:
+            todo = [v for v in variants(dataset_name, args.beta_dataset) if not _record(args, dataset_name, seed, v).is_file()]
+            if not todo:
+                continue
+            th.set_num_threads(1)
+            dataset = load_dataset(dataset_name, env=env_id)
+            model, info = train(dataset, dataset_name, seed, args.steps, args.models_dir, settings)
+            timing = dataset.observations[::997][:TIMING_OBSERVATIONS].astype(np.float32)
+            for variant in todo:
+                result = evaluate_variant(model, variant, env_id, args.eval_episodes, timing)
+                record = {"dataset": dataset_name, "env_id": env_id, "seed": seed, "variant": variant,
+                          "eval_episodes": args.eval_episodes, **info, **result}  # fmt: skip
+                path = _record(args, dataset_name, seed, variant)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(record, indent=1) + "\n")
+                print(f"[{dataset_name} seed{seed} {variant}] score {result['score_mean']:.1f}, "
+                      f"{result['ms_per_action']:.1f} ms/action")  # fmt: skip
+
+
+def _record(args: argparse.Namespace, dataset_name: str, seed: int, variant: str) -> Path:
+    return args.results_dir / "offline_loop" / "runs" / dataset_name / f"seed{seed}_{variant}.json"
+
+
+def _env_id(dataset_name: str) -> str:
+    parsed = parse_dataset_name(dataset_name)
+    if parsed is None:
+        raise SystemExit(f"{dataset_name!r} is not a dataset name made here (e.g. Hopper-v5-medium)")
+    return parsed[0]
+
+
+# -------------------------------------------------------------------------------- lookahead
+def run_lookahead(args: argparse.Namespace) -> None:
+    from stable_baselines3 import SAC, TD3
+
+    for name, cls, paths in (("sac", SAC, args.sac), ("td3", TD3, args.td3)):
+        if not paths:
+            continue
+        path = args.results_dir / "offline_loop" / "lookahead" / f"{args.env}_{name}_{Path(paths[0]).stem}.json"
+        if path.is_file():
+            continue
+        th.set_num_threads(1)
+        model = cls.load(paths[0], device="cpu")
+        model.load_replay_buffer(paths[1])
+        start = time.perf_counter()
+        policy = lookahead(model, model.replay_buffer, planner=args.lookahead_planner, seed=0, termination_fn=args.env)
+        fit_seconds = time.perf_counter() - start
+        timing = model.replay_buffer.observations[: model.replay_buffer.size() : 997, 0][:TIMING_OBSERVATIONS]
+        timing = timing.astype(np.float32)
+        alone = evaluate(model_predict(model), args.env, args.eval_episodes)
+        planned = evaluate(model_predict(policy), args.env, args.eval_episodes)
+        record = {"env_id": args.env, "algo": name, "model": paths[0], "replay_buffer": paths[1],
+                  "planner": args.lookahead_planner, "transitions": int(model.replay_buffer.size()),
+                  "fit_seconds": fit_seconds, "returns_alone": alone.tolist(), "returns_lookahead": planned.tolist(),
+                  "ms_per_action_alone": ms_per_action(model, timing),
+                  "ms_per_action_lookahead": ms_per_action(policy, timing), "eval_episodes": args.eval_episodes}  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"[lookahead {args.env} {name}] alone {alone.mean():.1f}, with lookahead {planned.mean():.1f}")
+
+
+# ----------------------------------------------------------------------------------- report
+def write_report(results_dir: Path, beta_dataset: str) -> None:
+    records = [json.loads(p.read_text()) for p in sorted((results_dir / "offline_loop" / "runs").glob("*/*.json"))]
+    lookaheads = [json.loads(p.read_text()) for p in sorted((results_dir / "offline_loop" / "lookahead").glob("*.json"))]
+    if not records and not lookaheads:
+        print("no records yet")
+        return
+    table: dict[tuple[str, str], dict[int, float]] = {}
+    for record in records:
+        table.setdefault((record["dataset"], record["variant"]), {})[record["seed"]] = record["score_mean"]
+    datasets = sorted({r["dataset"] for r in records})
+    steps = sorted({r["steps"] for r in records})
+    episodes = sorted({r["eval_episodes"] for r in records})
+    caps = sorted({r["settings"].get("dynamics_max_epochs", 0) or 0 for r in records})
+    fit = "to early stopping" + ("" if caps == [0] else f" (epoch caps {caps}; 0 = none)")
+    lines = [
+        "# OfflineLOOP: the prior alone vs planning around it",
+        "",
+        f"D4RL-normalised score (mean ± std over seeds, n = seeds), CRR prior trained {steps} gradient steps, "
+        f"ensemble fitted {fit}, {episodes} evaluation episodes from the same start states for both; "
+        "the same trained prior, critic and ensemble per seed. Planner: OfflineLOOP's defaults (H 5, 100 noisy "
+        "prior rollouts, noise 0.01, kappa 0.3, 4 particles on every elite), `beta_pessimism` 1. "
+        "Command and settings: `benchmarks/offline_loop.py`.",
+        "",
+        "| dataset | prior | OfflineLOOP | OfflineLOOP - prior (paired over seeds) | ms per action (prior / planner) |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset in datasets:
+        prior, loop = table.get((dataset, "prior"), {}), table.get((dataset, "offline_loop_beta1"), {})
+        paired = [loop[s] - prior[s] for s in sorted(set(prior) & set(loop))]
+        lines.append(f"| {dataset} | {_cell(list(prior.values()))} | {_cell(list(loop.values()))} | {_cell(paired, '+')} | "
+                     f"{_ms(records, dataset, 'prior')} / {_ms(records, dataset, 'offline_loop_beta1')} |")  # fmt: skip
+    sweep = [(beta, table.get((beta_dataset, f"offline_loop_beta{beta:g}"), {})) for beta in BETA_SWEEP]
+    if any(scores for _, scores in sweep):
+        lines += ["", f"Pessimism on {beta_dataset} (same models):", "", "| beta_pessimism | score |", "|---|---|"]
+        lines += [f"| {beta:g} | {_cell(list(scores.values()))} |" for beta, scores in sweep]
+    if lookaheads:
+        lines += ["", "`sb3_loop.lookahead` on saved models and their replay buffers (returns, same start states):", "",
+                  "| env | model | planner | alone | with lookahead | ms per action (alone / lookahead) |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in lookaheads:
+            lines.append(f"| {r['env_id']} | {r['algo']} ({r['model']}) | {r['planner']} | {_cell(r['returns_alone'])} | "
+                         f"{_cell(r['returns_lookahead'])} | {r['ms_per_action_alone']:.1f} / "
+                         f"{r['ms_per_action_lookahead']:.1f} |")  # fmt: skip
+    (results_dir / "offline_loop.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if records:
+        plot(table, datasets, beta_dataset, results_dir / "offline_loop.png")
+
+
+def _cell(values: list[float], sign: str = "") -> str:
+    return "n/a" if not values else f"{np.mean(values):{sign}.1f} ± {np.std(values):.1f} (n={len(values)})"
+
+
+def _ms(records: list[dict[str, Any]], dataset: str, variant: str) -> str:
+    values = [r["ms_per_action"] for r in records if r["dataset"] == dataset and r["variant"] == variant]
+    return "n/a" if not values else f"{np.mean(values):.1f}"
+
+
+def plot(table: dict, datasets: list[str], beta_dataset: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 1]})
+    x = np.arange(len(datasets))
+    for offset, variant, label in ((-0.2, "prior", "prior (CRR)"), (0.2, "offline_loop_beta1", "OfflineLOOP")):
+        scores = [list(table.get((d, variant), {}).values()) for d in datasets]
+        means = [np.mean(s) if s else np.nan for s in scores]
+        left.bar(x + offset, means, width=0.4, label=label)
+        for i, s in enumerate(scores):
+            left.scatter([x[i] + offset] * len(s), s, color="black", s=8, zorder=3)
+    left.set_xticks(x, datasets, rotation=20, fontsize=8)
+    left.set_ylabel("D4RL-normalised score")
+    left.legend()
+    sweep = [list(table.get((beta_dataset, f"offline_loop_beta{b:g}"), {}).values()) for b in BETA_SWEEP]
+    right.bar([f"{b:g}" for b in BETA_SWEEP], [np.mean(s) if s else np.nan for s in sweep])
+    right.set_title(f"beta_pessimism, {beta_dataset}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    print(f"saved {path}")
+
+
+# ------------------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=100_000, help="gradient steps of the prior per run")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--beta-dataset", default="Hopper-v5-medium", help="dataset of the beta_pessimism sweep")
+    parser.add_argument("--dynamics-max-epochs", type=int, default=None, help="cap the ensemble fit (default: none)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--lookahead", action="store_true", help="measure sb3_loop.lookahead on saved SAC / TD3 models")
+    parser.add_argument("--env", help="env id of the --lookahead models")
+    parser.add_argument("--sac", nargs=2, metavar=("MODEL", "BUFFER"), help="saved SAC model and its replay buffer")
+    parser.add_argument("--td3", nargs=2, metavar=("MODEL", "BUFFER"), help="saved TD3 model and its replay buffer")
+    parser.add_argument("--lookahead-planner", default="online", choices=("online", "offline"))
+    args = parser.parse_args()
+    if args.lookahead:
+        if args.env is None or not (args.sac or args.td3):
+            parser.error("--lookahead needs --env and --sac and/or --td3")
+        run_lookahead(args)
+    elif not args.report_only:
+        run_offline_loop(args)
+    write_report(args.results_dir, args.beta_dataset)
+
+
+if __name__ == "__main__":
+    main()
