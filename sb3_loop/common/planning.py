@@ -13,7 +13,7 @@ import io
 import pathlib
 import secrets
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_loop.common.policies import PlanningPolicyMixin, check_loop_spaces
 from sb3_loop.dynamics import EnsembleTrainingConfig, EnsembleTrainingStats, train_ensemble
 from sb3_loop.dynamics.ensemble import check_ensemble_shape
-from sb3_loop.planning import ARCConfig, MeanReturn, Scorer
+from sb3_loop.planning import PLANNER_NAMES, ARCConfig, MeanReturn, Scorer, check_planner_name
 
 if TYPE_CHECKING:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -96,26 +96,35 @@ class PlanningSettings:
     :param dynamics_policy_kwargs: The ensemble's shape and learning rate (:data:`ENSEMBLE_ARGUMENTS`).
     :param dynamics_training_config: How a refit trains the ensemble.
     :param termination_fn: Env id, callable or ``None`` (inferred from the env id).
+    :param planner: The planner that acts, one of :data:`~sb3_loop.planning.PLANNER_NAMES`; planners other
+        than ARC read the settings they share with ``arc_kwargs`` (:func:`~sb3_loop.planning.planner_config`).
     """
 
     arc_kwargs: dict[str, Any]
     dynamics_policy_kwargs: dict[str, Any]
     dynamics_training_config: EnsembleTrainingConfig
     termination_fn: str | Callable[[th.Tensor], th.Tensor] | None = None
+    planner: str = "arc"
 
     @classmethod
     def from_arguments(
-        cls, arguments: Mapping[str, Any], arc_arguments: Mapping[str, str] = ARC_ARGUMENTS, **fixed_arc: Any
+        cls,
+        arguments: Mapping[str, Any],
+        arc_arguments: Mapping[str, str] = ARC_ARGUMENTS,
+        planners: Sequence[str] = PLANNER_NAMES,
+        **fixed_arc: Any,
     ) -> PlanningSettings:
         """
         Settings from an algorithm's constructor arguments; a bad value raises ``ValueError`` naming the argument.
 
         :param arguments: The constructor's arguments by name (e.g. its ``locals()``); the names of
-            ``arc_arguments``, :data:`TRAINING_ARGUMENTS`, :data:`ENSEMBLE_ARGUMENTS` and ``termination_fn``
-            are read, the rest ignored.
+            ``arc_arguments``, :data:`TRAINING_ARGUMENTS`, :data:`ENSEMBLE_ARGUMENTS`, ``termination_fn``
+            and ``planner`` (default ``"arc"``) are read, the rest ignored.
         :param arc_arguments: The algorithm's planner arguments -> ARCConfig fields.
+        :param planners: The planners the algorithm may act with.
         :param fixed_arc: ARCConfig fields the algorithm fixes (e.g. its proposal mode).
         """
+        planner = check_planner_name(arguments.get("planner", "arc"), planners)
         names = field_names(arc_arguments)
         arc_kwargs = {field: arguments[name] for name, field in arc_arguments.items() if name in arguments}
         arc_kwargs.update(fixed_arc)
@@ -128,7 +137,7 @@ class PlanningSettings:
         training = {field: arguments[name] for name, field in TRAINING_ARGUMENTS.items() if name in arguments}
         with named_as_arguments(names):
             config = EnsembleTrainingConfig(**training)
-        return cls(arc_kwargs, shape, config, arguments.get("termination_fn"))
+        return cls(arc_kwargs, shape, config, arguments.get("termination_fn"), planner)
 
 
 def field_names(arc_arguments: Mapping[str, str]) -> dict[str, str]:
@@ -183,12 +192,13 @@ class PlanningAlgorithmMixin(_Base):
     - builds the policy (``policy_aliases["MlpPolicy"]``, a :class:`PlanningPolicyMixin`) with the
       ensemble, the planner settings, the scorer (:meth:`_make_scorer`) and the ``planning_seed``;
     - refits the ensemble (:meth:`fit_dynamics`, fixed holdout by buffer index) and logs ``dynamics/*``;
-    - logs ``planner/ms_per_action`` and ``planner/fallbacks`` at every dump;
+    - logs ``planner/ms_per_action``, ``planner/actor_divergence`` and ``planner/fallbacks`` at every dump;
     - acts with the actor alone in :meth:`actor_only`;
     - saves the ensemble's optimiser and loads with planner / training overrides (:meth:`load`).
 
-    The settings live in ``arc_kwargs``, ``dynamics_policy_kwargs``, ``dynamics_training_config``,
-    ``termination_fn`` and ``planning_seed`` (saved with the model).
+    The settings live in ``arc_kwargs``, ``planner_name``, ``dynamics_policy_kwargs``,
+    ``dynamics_training_config``, ``termination_fn`` and ``planning_seed`` (saved with the model; a model
+    saved before ``planner_name`` existed loads with ARC).
     """
 
     policy: PlanningPolicyMixin
@@ -198,8 +208,11 @@ class PlanningAlgorithmMixin(_Base):
     fixed_arc_settings: ClassVar[dict[str, Any]] = {}
     #: Attributes that configure the scorer (:meth:`_make_scorer`), e.g. a pessimism coefficient.
     scorer_arguments: ClassVar[tuple[str, ...]] = ()
+    #: The planners the algorithm may act with (its ``planner`` argument).
+    planner_names: ClassVar[tuple[str, ...]] = PLANNER_NAMES
 
     arc_kwargs: dict[str, Any]
+    planner_name: str
     dynamics_policy_kwargs: dict[str, Any]
     dynamics_training_config: EnsembleTrainingConfig
     termination_fn: str | Callable[[th.Tensor], th.Tensor] | None
@@ -222,8 +235,11 @@ class PlanningAlgorithmMixin(_Base):
                 f"policy {policy.__name__} is not a {base}: {type(self).__name__} supports 'MlpPolicy' "
                 f"({base}) on flat Box observations."
             )
-        settings = PlanningSettings.from_arguments(arguments, self.arc_arguments, **self.fixed_arc_settings)
+        settings = PlanningSettings.from_arguments(
+            arguments, self.arc_arguments, self.planner_names, **self.fixed_arc_settings
+        )
         self.arc_kwargs = settings.arc_kwargs
+        self.planner_name = settings.planner
         self.dynamics_policy_kwargs = settings.dynamics_policy_kwargs
         self.dynamics_training_config = settings.dynamics_training_config
         self.termination_fn = settings.termination_fn
@@ -275,6 +291,7 @@ class PlanningAlgorithmMixin(_Base):
         """What the policy needs to build the ensemble and the planner."""
         return dict(
             arc_kwargs=self.arc_kwargs,
+            planner_name=self.planner_name,
             termination_fn=self.termination_fn,
             planning_seed=self.planning_seed,
             scorer=self._make_scorer(),
@@ -288,15 +305,17 @@ class PlanningAlgorithmMixin(_Base):
     def configure_planner(self, **arguments: Any) -> None:
         """
         Change planner settings of a built model, weights untouched (e.g. to compare settings on one
-        trained model): the constructor's planner arguments (``horizon``, ``kappa``, ...) and scorer
-        arguments (:attr:`scorer_arguments`). Warm starts are forgotten.
+        trained model): ``planner`` (which planner acts: ``"arc"``, ``"cem"``, ``"mppi"``, ``"shooting"``), the
+        constructor's planner arguments (``horizon``, ``kappa``, ...) and scorer arguments
+        (:attr:`scorer_arguments`). Warm starts are forgotten.
 
         :param arguments: Planner arguments by their constructor names.
         """
-        known = (*self.arc_arguments, *self.scorer_arguments)
+        known = ("planner", *self.arc_arguments, *self.scorer_arguments)
         unknown = sorted(set(arguments) - set(known))
         if unknown:
             raise ValueError(f"{unknown} are not planner arguments of {type(self).__name__}; those are {sorted(known)}")
+        planner = check_planner_name(arguments.get("planner", self.planner_name), self.planner_names)
         arc = {self.arc_arguments[name]: value for name, value in arguments.items() if name in self.arc_arguments}
         merged = {**self.arc_kwargs, **arc}
         with named_as_arguments(field_names(self.arc_arguments)):
@@ -309,7 +328,8 @@ class PlanningAlgorithmMixin(_Base):
             vars(self).update(previous)
             raise
         self.arc_kwargs = merged
-        self.policy.configure_planner(config, scorer)
+        self.planner_name = planner
+        self.policy.configure_planner(config, scorer, planner)
 
     # ------------------------------------------------------------------------------------ acting
     @contextlib.contextmanager
@@ -392,9 +412,8 @@ class PlanningAlgorithmMixin(_Base):
 
     # ----------------------------------------------------------------------------------- logging
     def _record_planner_logs(self) -> None:
-        ms_per_action = self.policy.pop_planning_time()
-        if ms_per_action is not None:
-            self.logger.record("planner/ms_per_action", ms_per_action)
+        for key, value in (self.policy.pop_planning_stats() or {}).items():
+            self.logger.record(f"planner/{key}", value)
         self.logger.record("planner/fallbacks", self.policy.num_fallbacks)
 
     def dump_logs(self) -> None:
@@ -422,8 +441,8 @@ class PlanningAlgorithmMixin(_Base):
     ) -> SelfPlanning:
         """
         As SB3's ``load``, but first checks that the file holds a model of this class. Planner settings
-        (``horizon``, ``population_size``, ...) and ensemble training settings passed as ``kwargs``
-        replace the saved ones; the ensemble's shape cannot change.
+        (``planner``, ``horizon``, ``population_size``, ...) and ensemble training settings passed as
+        ``kwargs`` replace the saved ones; the ensemble's shape cannot change.
         """
         data = cls._check_saved_class(path, custom_objects)
         kwargs = cls._merge_saved_settings(data, kwargs)
@@ -434,6 +453,8 @@ class PlanningAlgorithmMixin(_Base):
         """Turn constructor-style overrides into the saved attributes they live in."""
         kwargs = dict(kwargs)
         names = field_names(cls.arc_arguments)
+        if "planner" in kwargs:
+            kwargs["planner_name"] = check_planner_name(kwargs.pop("planner"), cls.planner_names)
         arc_overrides = {cls.arc_arguments[name]: kwargs.pop(name) for name in list(kwargs) if name in cls.arc_arguments}
         if arc_overrides:
             merged = {**data.get("arc_kwargs", {}), **arc_overrides}

@@ -1,6 +1,7 @@
 """
-What every planning policy shares (LOOP, OfflineLOOP, lookahead): a dynamics ensemble and ARC planners
-hung off an SB3 actor-critic policy, so that ``predict()`` plans and SB3's save/load carries the ensemble.
+What every planning policy shares (LOOP, OfflineLOOP, lookahead): a dynamics ensemble and planners (ARC,
+CEM, MPPI or random shooting) hung off an SB3 actor-critic policy, so that ``predict()`` plans and SB3's
+save/load carries the ensemble.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.td3.policies import Actor as TD3Actor
 
 from sb3_loop.dynamics import ProbabilisticEnsemble, get_termination_fn
-from sb3_loop.planning import ARCConfig, ARCPlanner, PlanningModel, Scorer
+from sb3_loop.planning import ARCConfig, PlanningModel, SamplingPlanner, Scorer, build_planner, check_planner_name
 
 if TYPE_CHECKING:
     _PolicyBase = BasePolicy
@@ -115,8 +116,8 @@ def terminal_value(policy: BasePolicy, obs: th.Tensor, action: th.Tensor) -> th.
 class PlanningPolicyMixin(_PolicyBase):
     """
     Mixin (before the SB3 policy in the bases) that gives an actor-critic policy a dynamics ensemble
-    and ARC planners: ``predict()`` plans, proposing with the deterministic actor and scoring the last
-    action with the critic (:func:`terminal_value`). The ensemble and planner settings are constructor
+    and planners: ``predict()`` plans (ARC proposing with the deterministic actor; every planner scoring the
+    last action with the critic, :func:`terminal_value`). The ensemble and planner settings are constructor
     arguments, so SB3's save/load carries them.
 
     Set ``use_planner = False`` (or use the algorithm's ``actor_only()``) to act with the actor alone.
@@ -126,7 +127,9 @@ class PlanningPolicyMixin(_PolicyBase):
     :param num_elites: Members used for planning.
     :param dynamics_hidden_sizes: Hidden layer widths of each member.
     :param dynamics_learning_rate: Adam learning rate of the ensemble.
-    :param arc_kwargs: :class:`~sb3_loop.planning.ARCConfig` fields.
+    :param arc_kwargs: :class:`~sb3_loop.planning.ARCConfig` fields; the other planners read the fields
+        they share with it (:func:`~sb3_loop.planning.planner_config`).
+    :param planner_name: The planner that acts: ``"arc"``, ``"cem"``, ``"mppi"`` or ``"shooting"``.
     :param termination_fn: Env id or callable, see :func:`~sb3_loop.dynamics.get_termination_fn`.
     :param num_extra_targets: Extra predicted quantities (1 for SafeLOOP's constraint cost).
     :param planning_seed: Seeds the planner's random numbers. With ``deterministic=True`` every
@@ -138,8 +141,8 @@ class PlanningPolicyMixin(_PolicyBase):
     """
 
     dynamics: ProbabilisticEnsemble
-    planner: ARCPlanner
-    rollout_planner: ARCPlanner
+    planner: SamplingPlanner
+    rollout_planner: SamplingPlanner
 
     def __init__(
         self,
@@ -151,6 +154,7 @@ class PlanningPolicyMixin(_PolicyBase):
         dynamics_hidden_sizes: Sequence[int] = (200, 200, 200, 200),
         dynamics_learning_rate: float = 1e-3,
         arc_kwargs: dict[str, Any] | None = None,
+        planner_name: str = "arc",
         termination_fn: str | Callable[[th.Tensor], th.Tensor] | None = None,
         num_extra_targets: int = 0,
         planning_seed: int = 0,
@@ -169,6 +173,7 @@ class PlanningPolicyMixin(_PolicyBase):
         )
         self.dynamics_learning_rate = dynamics_learning_rate
         self.arc_config = ARCConfig(**(arc_kwargs or {}))
+        self.planner_name = check_planner_name(planner_name)
         self.termination_fn = termination_fn
         self.scorer = scorer
         super().__init__(observation_space, action_space, *args, **kwargs)
@@ -190,6 +195,7 @@ class PlanningPolicyMixin(_PolicyBase):
         self.rollout_planner = self.make_planner()
         self._plan_seconds = 0.0
         self._plan_actions = 0
+        self._divergence_sum = 0.0
         self._stochastic_generators: dict[str, th.Generator] = {}
 
     # ------------------------------------------------------------------------------ the planner
@@ -206,36 +212,48 @@ class PlanningPolicyMixin(_PolicyBase):
         return super()._predict(observation, deterministic)  # type: ignore[safe-super]
 
     def make_planner(
-        self, scorer: Scorer | None = None, config: ARCConfig | None = None, model: PlanningModel | None = None
-    ) -> ARCPlanner:
+        self,
+        scorer: Scorer | None = None,
+        config: ARCConfig | None = None,
+        model: PlanningModel | None = None,
+        planner_name: str | None = None,
+    ) -> SamplingPlanner:
         """
         A planner in the squashed action space [-1, 1] (where the actor, critic and model live).
 
         :param scorer: Sequence scoring (default: the policy's ``scorer``, else the mean return).
-        :param config: Planner settings (default: the policy's ``arc_config``).
+        :param config: Planner settings (default: the policy's ``arc_config``); a planner other than ARC
+            reads the fields it shares with them.
         :param model: The model the planner rolls out (default: the ensemble), e.g. the ensemble with a
             cost function (:class:`~sb3_loop.planning.CostFunctionModel`).
+        :param planner_name: Which planner (default: the policy's ``planner_name``).
         """
         action_dim = int(np.prod(self.action_space.shape))
-        return ARCPlanner(
+        return build_planner(
+            planner_name if planner_name is not None else self.planner_name,
             model=model if model is not None else self.dynamics,
             actor=self.planning_actor,
             value_fn=self.planning_value,
             action_low=-np.ones(action_dim, dtype=np.float32),
             action_high=np.ones(action_dim, dtype=np.float32),
-            config=config if config is not None else self.arc_config,
+            settings=config if config is not None else self.arc_config,
             termination_fn=get_termination_fn(self.termination_fn),
             scorer=scorer if scorer is not None else self.scorer,
         )
 
-    def configure_planner(self, arc_config: ARCConfig | None = None, scorer: Scorer | None = None) -> None:
+    def configure_planner(
+        self, arc_config: ARCConfig | None = None, scorer: Scorer | None = None, planner_name: str | None = None
+    ) -> None:
         """
-        Replace the planner settings and/or the scorer of a built policy (weights untouched); the warm
-        starts are forgotten.
+        Replace the planner settings, the scorer and/or the planner of a built policy (weights untouched);
+        the warm starts are forgotten.
 
         :param arc_config: New planner settings (``None``: keep).
         :param scorer: New scorer (``None``: keep).
+        :param planner_name: New planner, see :data:`~sb3_loop.planning.PLANNER_NAMES` (``None``: keep).
         """
+        if planner_name is not None:
+            self.planner_name = check_planner_name(planner_name)
         if arc_config is not None:
             self.arc_config = arc_config
         if scorer is not None:
@@ -258,13 +276,25 @@ class PlanningPolicyMixin(_PolicyBase):
         """Plans replaced by the actor's action because the model's predictions were not finite."""
         return self.planner.num_fallbacks + self.rollout_planner.num_fallbacks
 
-    def pop_planning_time(self) -> float | None:
-        """Mean milliseconds per planned action since the last call (``None`` if nothing was planned)."""
+    def pop_planning_stats(self) -> dict[str, float] | None:
+        """
+        Since the last call (``None`` if nothing was planned): ``ms_per_action``, the mean milliseconds per
+        planned action, and ``actor_divergence``, the mean squared distance ``|a_plan - a_actor|^2`` between
+        the planned actions and the deterministic actor's actions on the same observations.
+        """
         if self._plan_actions == 0:
             return None
-        ms = 1e3 * self._plan_seconds / self._plan_actions
-        self._plan_seconds, self._plan_actions = 0.0, 0
-        return ms
+        stats = {
+            "ms_per_action": 1e3 * self._plan_seconds / self._plan_actions,
+            "actor_divergence": self._divergence_sum / self._plan_actions,
+        }
+        self._plan_seconds, self._plan_actions, self._divergence_sum = 0.0, 0, 0.0
+        return stats
+
+    def pop_planning_time(self) -> float | None:
+        """Mean milliseconds per planned action since the last call (``None`` if nothing was planned)."""
+        stats = self.pop_planning_stats()
+        return None if stats is None else stats["ms_per_action"]
 
     # ----------------------------------------------------------------------------------- acting
     def predict(
@@ -322,7 +352,7 @@ class PlanningPolicyMixin(_PolicyBase):
             self._stochastic_generators[stream] = generator
         return generator
 
-    def _act(self, planner: ARCPlanner, observation: th.Tensor, deterministic: bool, stream: str) -> th.Tensor:
+    def _act(self, planner: SamplingPlanner, observation: th.Tensor, deterministic: bool, stream: str) -> th.Tensor:
         if not (self.use_planner and self.dynamics.is_trained):
             return self.actor_action(observation, deterministic)
         obs = observation.float().reshape(observation.shape[0], -1)
@@ -331,6 +361,8 @@ class PlanningPolicyMixin(_PolicyBase):
         action = planner.plan(obs, deterministic=deterministic, generator=generator)
         self._plan_seconds += time.perf_counter() - start
         self._plan_actions += obs.shape[0]
+        with th.no_grad():
+            self._divergence_sum += float(((action - self.planning_actor(obs)) ** 2).sum())
         return action
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -342,6 +374,7 @@ class PlanningPolicyMixin(_PolicyBase):
                 dynamics_hidden_sizes=self.dynamics_kwargs["hidden_sizes"],
                 dynamics_learning_rate=self.dynamics_learning_rate,
                 arc_kwargs=vars(self.arc_config).copy(),
+                planner_name=self.planner_name,
                 termination_fn=self.termination_fn,
                 num_extra_targets=self.dynamics_kwargs["num_extra_targets"],
                 planning_seed=self.planning_seed,

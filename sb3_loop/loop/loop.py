@@ -66,6 +66,11 @@ class LOOP(PlanningAlgorithmMixin, SAC):
     :param use_sde: Not supported (only ``False``).
     :param sde_sample_freq: Not supported (only ``-1``).
     :param use_sde_at_warmup: Not supported (only ``False``).
+    :param planner: The planner that acts, in training and in ``predict``: ``"arc"`` (the paper's ARC),
+        ``"cem"`` (the cross-entropy method, as PETS), ``"mppi"`` (as TD-MPC2) or ``"shooting"`` (random
+        shooting); see :mod:`sb3_loop.planning`. The others use ``horizon``, ``population_size``,
+        ``num_particles``, ``planning_iterations`` and ``propagation`` as ARC does (the same model compute)
+        and their own constants for the rest; ``configure_planner(planner=...)`` switches a trained model.
     :param horizon: Planning horizon H.
     :param population_size: Sequences sampled per planning iteration N.
     :param num_particles: Particles per sequence P.
@@ -129,6 +134,7 @@ class LOOP(PlanningAlgorithmMixin, SAC):
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
+        planner: str = "arc",
         horizon: int = 3,
         population_size: int = 100,
         num_particles: int = 4,
