@@ -270,19 +270,27 @@ def _zoo_run_folders(directory: Path, algo: str, env: str) -> list[Path]:
     return sorted((p for p in directory.glob(f"{algo}/{env}_*") if p.is_dir()), key=launch_order)
 
 
-def saved_model_data(directory: Path, algo: str, env: str) -> dict | None:
-    """The ``data`` JSON of the final model the zoo saved for a run, from its latest launch that saved one
-    (read from the zip, no torch)."""
+def saved_model_path(directory: Path, algo: str, env: str) -> Path | None:
+    """The final model the zoo saved for a run, from its latest launch that saved one."""
     for folder in reversed(_zoo_run_folders(directory, algo, env)):
         model = folder / f"{env}.zip"
         if model.is_file():
-            try:
-                with zipfile.ZipFile(model) as archive:
-                    data = json.loads(archive.read("data"))
-            except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-                return None
-            return data if isinstance(data, dict) else None
+            return model
     return None
+
+
+def saved_model_data(directory: Path, algo: str, env: str) -> dict | None:
+    """The ``data`` JSON of the final model the zoo saved for a run (:func:`saved_model_path`; read from the
+    zip, no torch)."""
+    model = saved_model_path(directory, algo, env)
+    if model is None:
+        return None
+    try:
+        with zipfile.ZipFile(model) as archive:
+            data = json.loads(archive.read("data"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def saved_num_timesteps(directory: Path, algo: str, env: str) -> int | None:
