@@ -36,7 +36,7 @@ from sb3_loop.planning import (
     build_planner,
     planner_config,
 )
-from sb3_loop.planning.sampling import elite_weights
+from sb3_loop.planning.sampling import PlannerRandom, elite_weights
 
 torch.set_num_threads(1)
 
@@ -181,6 +181,18 @@ def test_mppi_weights_elites_by_softmax_and_clamps_std() -> None:
         torch.testing.assert_close(means[k + 1], mean)  # no momentum
         torch.testing.assert_close(variances[k + 1], std.clamp(0.3 * half_width, 1.5 * half_width) ** 2)
     assert (variances[-1] >= (0.3 * half_width) ** 2 - 1e-6).all()
+
+
+def test_mppi_samples_within_its_std_bounds_whatever_the_variance() -> None:
+    """A feasibility scorer's widening (a huge variance) still samples at most max_std (x the half-width)."""
+    planner = make("mppi", low=-10.0, high=10.0, population_size=4000, min_std=0.01, max_std=0.5)
+    rng = PlannerRandom(gen(0), 1, torch.device("cpu"))
+    low, high = torch.tensor([-10.0]), torch.tensor([10.0])
+    mean = torch.zeros(1, 3, 1)
+    wide = planner._propose(mean, torch.full_like(mean, 1e4), rng, low, high)
+    narrow = planner._propose(mean, torch.full_like(mean, 1e-12), rng, low, high)
+    assert 4.7 < wide.std() < 5.3  # 0.5 x 10, not 100
+    assert 0.09 < narrow.std() < 0.11  # 0.01 x 10
 
 
 @pytest.mark.parametrize("deterministic", [True, False])
@@ -504,3 +516,27 @@ def test_actor_divergence_is_the_mean_squared_distance_to_the_actor(arc_model, m
 
 def test_planner_names() -> None:
     assert PLANNER_NAMES == ("arc", "cem", "mppi", "shooting")
+
+
+@pytest.mark.parametrize("name", ["cem", "shooting"])
+def test_deploy_time_constraint_plans_with_the_model_s_planner(arc_model, name: str) -> None:
+    """
+    constrain() builds the model's planner with the constrained scorer: a cost on |a| > 0.2 is respected.
+    (Not MPPI: its retries sample at max_std, so 16 sequences rarely hold a feasible one.)
+    """
+    from sb3_loop.safe import constrain
+
+    def cost_fn(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        return (action[..., 0].abs() > 0.2).to(action.dtype)
+
+    arc_model.configure_planner(planner=name)
+    try:
+        policy = constrain(arc_model, cost_fn, cost_threshold=0.0, min_feasible=2)
+        assert isinstance(policy.planner, PLANNER_CLASSES[name])
+        action, _ = policy.predict(pendulum_obs(4), deterministic=True)
+        summary = policy.planner.feasibility_log.pop()
+    finally:
+        arc_model.configure_planner(planner="arc")
+    assert summary is not None and summary["plans"] == 4.0
+    # Pendulum's actions are 2 x the squashed ones: the feasible first actions are within 0.4.
+    assert np.all(np.abs(action) <= 0.4 + 1e-5), action

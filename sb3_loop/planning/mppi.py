@@ -59,7 +59,8 @@ class MPPIPlanner(SamplingPlanner):
     a normal around the plan's mean (clipped to the bounds), weights the top ``num_elites`` by
     ``softmax(temperature * score)`` and sets the mean and standard deviation to their weighted mean and
     standard deviation (clamped to ``[min_std, max_std]``), with no momentum. The standard deviation
-    restarts at ``max_std`` at every step, the mean from the shifted previous plan. Exploring acts, as
+    restarts at ``max_std`` at every step, the mean from the shifted previous plan (a feasibility scorer's
+    widening cannot push it past ``max_std``). Exploring acts, as
     TD-MPC2 in training, the first action of one elite drawn by weight plus normal noise of the final
     standard deviation. See :class:`~sb3_loop.planning.sampling.SamplingPlanner` for the arguments.
     """
@@ -77,8 +78,11 @@ class MPPIPlanner(SamplingPlanner):
     def _propose(
         self, mean: torch.Tensor, var: torch.Tensor, rng: PlannerRandom, low: torch.Tensor, high: torch.Tensor
     ) -> torch.Tensor:
+        min_std, max_std = self._std_bounds(mean.device)
+        # Clamped here too: a feasibility scorer's widening must not push the spread past max_std.
+        std = torch.maximum(torch.minimum(var.sqrt(), max_std), min_std)
         noise = rng.normal((self.config.population_size, *mean.shape[1:]))
-        return (mean.unsqueeze(1) + var.sqrt().unsqueeze(1) * noise).clamp(low, high)
+        return (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(low, high)
 
     def _weights(self, scores: torch.Tensor) -> torch.Tensor:
         return elite_weights(scores, self.config.num_elites, self.config.temperature)
