@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from stable_baselines3 import SAC
 
-from sb3_loop.datasets import load_dataset, read_d4rl_hdf5, read_minari
+from sb3_loop.datasets import OfflineDataset, load_dataset, read_d4rl_hdf5, read_minari
 from sb3_loop.datasets.behaviour import replay_actions, train_behaviour
 from sb3_loop.datasets.cli import main_collect
-from sb3_loop.datasets.collect import load_behaviour_model, policy_from_model, rollout_dataset
+from sb3_loop.datasets.collect import collect_rollouts, load_behaviour_model, policy_from_model, rollout_dataset
 from sb3_loop.zoo import main as launcher
 
 
@@ -70,8 +70,8 @@ def test_terminal_rows_keep_the_terminal_observation():
 
 
 def test_collect_round_trip_hdf5_and_minari(folders, pendulum_policy):
-    argv = ["Pendulum-v1", "--kind", "medium", "-n", "450", "--n-envs", "2", "--policy", str(pendulum_policy),
-            "--format", "hdf5", "minari", "--no-progress"]  # fmt: skip
+    argv = ["Pendulum-v1", "--kind", "medium", "-n", "450", "--n-envs", "2", "--n-workers", "1",
+            "--policy", str(pendulum_policy), "--format", "hdf5", "minari", "--no-progress"]  # fmt: skip
     made = main_collect(argv)
     from_hdf5 = load_dataset("Pendulum-v1-medium", env="Pendulum-v1")
     from_minari = read_minari("sb3_loop/Pendulum-v1/medium-v0")
@@ -88,11 +88,35 @@ def test_collect_round_trip_hdf5_and_minari(folders, pendulum_policy):
 
 def test_collect_random_through_the_launcher(folders):
     output = folders / "random.hdf5"
-    launcher(["collect", "Pendulum-v1", "--kind", "random", "-n", "250", "--output", str(output), "--no-progress"])
+    launcher(
+        [
+            "collect",
+            "Pendulum-v1",
+            "--kind",
+            "random",
+            "-n",
+            "250",
+            "--n-workers",
+            "1",
+            "--output",
+            str(output),
+            "--no-progress",
+        ]
+    )
     dataset = read_d4rl_hdf5(output)
     assert len(dataset) == 250 and dataset.metadata["behaviour_policy"] == "uniform random actions"
     assert dataset.actions.min() >= -2.0 and dataset.actions.max() <= 2.0
     assert dataset.actions.std() > 1.0  # uniform on [-2, 2]: std 1.15
+
+
+def test_workers_split_the_rows_with_their_own_seeds(pendulum_policy):
+    """Two worker processes give the two single-process shares (seeds s and s + 1000), one after the other."""
+    both = collect_rollouts("Pendulum-v1", pendulum_policy, 500, seed=5, n_envs=2, n_workers=2)
+    policy = policy_from_model(load_behaviour_model(pendulum_policy))
+    shares = [rollout_dataset("Pendulum-v1", policy, 250, seed=seed, n_envs=2) for seed in (5, 1005)]
+    assert len(both) == 500
+    assert both.checksum() == OfflineDataset.concatenate(shares).checksum()
+    assert both.timeouts[249] and not both.terminals.any()
 
 
 def test_missing_behaviour_policy_names_the_command(folders):
@@ -119,7 +143,9 @@ def test_behaviour_training_early_stop_and_medium_replay(folders):
     assert_chained(replay)
     # medium-expert = medium + expert, one after the other
     shutil.copy(behaviour / "medium.zip", behaviour / "expert.zip")
-    both = main_collect(["Pendulum-v1", "--kind", "medium-expert", "-n", "200", "--n-envs", "1", "--no-progress"])
+    both = main_collect(
+        ["Pendulum-v1", "--kind", "medium-expert", "-n", "200", "--n-envs", "1", "--n-workers", "1", "--no-progress"]
+    )
     assert len(both) == 400 and both.timeouts[199] and both.metadata["parts"] == ["medium", "expert"]
 
 

@@ -21,11 +21,10 @@ import numpy as np
 
 from sb3_loop.datasets import behaviour
 from sb3_loop.datasets.collect import (
+    collect_rollouts,
     describe_dataset,
     file_sha256,
     load_behaviour_model,
-    policy_from_model,
-    rollout_dataset,
     write_metadata,
 )
 from sb3_loop.datasets.dataset import OfflineDataset
@@ -46,7 +45,10 @@ def collect_parser() -> argparse.ArgumentParser:
         help="rows per rollout dataset (D4RL: 1M; medium-replay is the whole training run)",
     )
     parser.add_argument("--seed", type=int, default=0, help="env i is seeded seed+i")
-    parser.add_argument("--n-envs", type=int, default=16, help="envs stepped together")
+    parser.add_argument("--n-envs", type=int, default=16, help="envs stepped together (per worker)")
+    parser.add_argument(
+        "--n-workers", type=int, default=2, help="processes sharing the rollouts (the data depend on it; 1 = this process)"
+    )
     parser.add_argument("--policy", default=None, help="behaviour policy .zip (default: the behaviour folder's)")
     parser.add_argument("--policy-algo", default="sac", help="algorithm of --policy (sac, td3, tqc, ...)")
     parser.add_argument("--deterministic", action="store_true", help="act with the policy's mean action")
@@ -118,8 +120,8 @@ def build_dataset(args: argparse.Namespace) -> tuple[OfflineDataset, dict[str, A
         parts = [_rollouts(args, level)[0] for level in ("medium", "expert")]
         return OfflineDataset.concatenate(parts), {"parts": ["medium", "expert"], "seed": args.seed}
     if args.kind == "random":
-        dataset = rollout_dataset(args.env_id, None, args.n_transitions, args.seed, args.n_envs, not args.no_progress)
-        return dataset, {"behaviour_policy": "uniform random actions", "seed": args.seed}
+        dataset = _collect(args, None, "sac")
+        return dataset, {"behaviour_policy": "uniform random actions", "seed": args.seed, "n_workers": args.n_workers}
     return _rollouts(args, args.kind)
 
 
@@ -130,13 +132,18 @@ def _rollouts(args: argparse.Namespace, level: str) -> tuple[OfflineDataset, dic
             f"no {level} behaviour policy for {args.env_id} at {path}: train it with "
             f"`python -m sb3_loop behaviour {args.env_id} --level {level}` or pass --policy"
         )
-    model = load_behaviour_model(path, algo)
-    policy = policy_from_model(model, deterministic=args.deterministic)
-    dataset = rollout_dataset(args.env_id, policy, args.n_transitions, args.seed, args.n_envs, not args.no_progress)
+    load_behaviour_model(path, algo)  # fails here, in this process, on a bad file
+    dataset = _collect(args, path, algo)
     extra = {"behaviour_policy": str(path.name), "behaviour_algo": algo, "behaviour_sha256": file_sha256(path),
-             "deterministic_actions": args.deterministic, "seed": args.seed, "n_envs": args.n_envs}  # fmt: skip
+             "deterministic_actions": args.deterministic, "seed": args.seed, "n_envs": args.n_envs,
+             "n_workers": args.n_workers}  # fmt: skip
     extra.update(_policy_record(path))
     return dataset, extra
+
+
+def _collect(args: argparse.Namespace, path: Path | None, algo: str) -> OfflineDataset:
+    return collect_rollouts(args.env_id, path, args.n_transitions, args.seed, args.n_envs, args.n_workers, algo,
+                            args.deterministic, not args.no_progress)  # fmt: skip
 
 
 def _policy_record(path: Path) -> dict[str, Any]:

@@ -127,6 +127,47 @@ def rollout_dataset(
     return recorder.dataset(n_transitions, source=f"{env_id} rollouts")
 
 
+def collect_rollouts(
+    env_id: str,
+    policy_path: str | Path | None,
+    n_transitions: int,
+    seed: int = 0,
+    n_envs: int = 16,
+    n_workers: int = 1,
+    algo: str = "sac",
+    deterministic: bool = False,
+    progress_bar: bool = False,
+) -> OfflineDataset:
+    """
+    :func:`rollout_dataset` of a saved policy (uniform random actions when ``policy_path`` is ``None``),
+    split over ``n_workers`` processes: worker ``w`` makes its share of the rows with seed
+    ``seed + 1000 * w`` and the shares are concatenated in worker order. The data depend on
+    ``n_workers`` (not on how busy the machine is), so the same arguments give the same dataset.
+
+    :param n_workers: Processes (one torch thread each); 1 runs in this process.
+    :param algo: Algorithm of the saved policy (see :func:`load_behaviour_model`).
+    """
+    if n_workers < 1:
+        raise ValueError(f"n_workers must be >= 1, not {n_workers}")
+    shares = [n_transitions // n_workers + (worker < n_transitions % n_workers) for worker in range(n_workers)]
+    jobs = [(env_id, policy_path, share, seed + 1000 * worker, n_envs, algo, deterministic, progress_bar and worker == 0)
+            for worker, share in enumerate(shares) if share > 0]  # fmt: skip
+    if len(jobs) == 1:
+        return _rollout_job(*jobs[0])
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_rollout_job, *zip(*jobs)))
+    return OfflineDataset.concatenate(parts)
+
+
+def _rollout_job(env_id, policy_path, n_transitions, seed, n_envs, algo, deterministic, progress_bar) -> OfflineDataset:
+    th.set_num_threads(1)
+    policy = None if policy_path is None else policy_from_model(load_behaviour_model(policy_path, algo), deterministic)
+    return rollout_dataset(env_id, policy, n_transitions, seed, n_envs, progress_bar)
+
+
 def _progress(total: int, description: str, enabled: bool) -> Any:
     if not enabled:
         return _NoProgress()
