@@ -192,6 +192,7 @@ def write_d4rl_hdf5(dataset: OfflineDataset, path: str | os.PathLike) -> Path:
             group = file.create_group("metadata")
             for key, value in dataset.metadata.items():
                 _write_metadata_value(group, str(key), value, str(path))
+        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -217,3 +218,9 @@ def json_default(value: Any) -> Any:
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
