@@ -296,16 +296,21 @@ class OfflineAlgorithm(_Base):
         """One update of every network on ``batch``; returns the values to log under ``train/``."""
         raise NotImplementedError
 
-    def _critic_step(self, batch: ReplayBufferSamples, next_actions: th.Tensor) -> float:
-        """One TD update of the twin critic towards ``r + gamma * min_i Q'_i(s', a')``; returns the loss."""
+    def _critic_step(self, batch: ReplayBufferSamples, next_actions: th.Tensor) -> tuple[float, th.Tensor]:
+        """
+        One TD update of the twin critic towards ``r + gamma * min_i Q'_i(s', a')``.
+
+        :return: The loss, and ``min_i Q_i(s, a)`` of the batch before the update (detached).
+        """
         critic, critic_target = self.critic, self.critic_target  # type: ignore[attr-defined]
         with th.no_grad():
             next_q = th.cat(critic_target(batch.next_observations, next_actions), dim=1).min(dim=1, keepdim=True).values
             target = batch.rewards + (1.0 - batch.dones) * self.gamma * next_q
-        loss = sum(F.mse_loss(q, target) for q in critic(batch.observations, batch.actions))
+        q_values = critic(batch.observations, batch.actions)
+        loss = sum(F.mse_loss(q, target) for q in q_values)
         assert isinstance(loss, th.Tensor)
         _optimize(critic.optimizer, loss)
-        return loss.item()
+        return loss.item(), th.cat(q_values, dim=1).min(dim=1, keepdim=True).values.detach()
 
     def _soft_update(self, source: th.nn.Module, target: th.nn.Module) -> None:
         polyak_update(source.parameters(), target.parameters(), self.tau)

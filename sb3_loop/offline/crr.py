@@ -26,7 +26,8 @@ class CRR(OfflineAlgorithm, SAC):
     ``n_action_samples`` actions ``a'_j ~ pi(. | s)`` (``"max"``: the max instead of the mean) and
     ``f(A) = min(exp(A / beta), max_weight)`` (``"exp"``) or ``1[A > 0]`` (``"binary"``). ``Q`` is the
     minimum of the two critics. The actor is SAC's tanh-squashed Gaussian (no entropy term);
-    ``predict(deterministic=True)`` gives its mean action.
+    ``predict(deterministic=True)`` gives its mean action. Each gradient step computes both losses with the
+    critic as it is before the step's update, so the TD loss's forward pass also gives ``Q(s, a)``.
 
     Paper: https://arxiv.org/abs/2006.15134. Defaults follow d3rlpy's ``CRRConfig`` (learning rate 3e-4
     for actor and critic, 4 action samples, advantage ``"mean"``, weight ``"exp"``, beta 1, max weight
@@ -127,14 +128,15 @@ class CRR(OfflineAlgorithm, SAC):
             self._setup_model()
 
     def _gradient_step(self, batch: ReplayBufferSamples) -> dict[str, float]:
-        with th.no_grad():
-            next_actions, _ = self.actor.action_log_prob(batch.next_observations)
-        critic_loss = self._critic_step(batch, next_actions)
-
+        # Both losses use the critic as it is before this step's update (one forward pass serves the TD loss
+        # and the advantage's Q(s, a)); only the baseline over sampled actions needs a pass of its own.
         mean, log_std, _ = self.actor.get_action_dist_params(batch.observations)
         with th.no_grad():
-            advantages = self._advantages(batch.observations, batch.actions, mean, log_std.exp())
-            weights = self._weights(advantages)
+            next_actions, _ = self.actor.action_log_prob(batch.next_observations)
+            baseline = self._baseline(batch.observations, mean.detach(), log_std.detach().exp())
+        critic_loss, dataset_q = self._critic_step(batch, next_actions)
+        advantages = dataset_q - baseline
+        weights = self._weights(advantages)
         dataset_actions = batch.actions.clamp(-1.0 + ACTION_EPS, 1.0 - ACTION_EPS)
         log_prob = self.actor.action_dist.proba_distribution(mean, log_std).log_prob(dataset_actions)
         actor_loss = -(weights.squeeze(1) * log_prob).mean()
@@ -152,16 +154,19 @@ class CRR(OfflineAlgorithm, SAC):
     def _q_value(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
         return th.cat(self.critic(observations, actions), dim=1).min(dim=1, keepdim=True).values
 
-    def _advantages(self, observations: th.Tensor, actions: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
-        """``Q(s, a)`` minus the mean (or max) of ``Q(s, a')`` over sampled actions ``a' ~ pi(. | s)``, ``[batch, 1]``."""
+    def _baseline(self, observations: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
+        """The mean (or max) of ``Q(s, a')`` over ``n_action_samples`` actions ``a' ~ pi(. | s)``, ``[batch, 1]``."""
         samples = self.n_action_samples
         gaussian = mean + std * th.randn((samples, *mean.shape), device=mean.device)
         sampled_q = self._q_value(
             observations.repeat(samples, *([1] * (observations.dim() - 1))), th.tanh(gaussian).flatten(0, 1)
         )
         sampled_q = sampled_q.view(samples, -1, 1)
-        baseline = sampled_q.mean(dim=0) if self.advantage_type == "mean" else sampled_q.max(dim=0).values
-        return self._q_value(observations, actions) - baseline
+        return sampled_q.mean(dim=0) if self.advantage_type == "mean" else sampled_q.max(dim=0).values
+
+    def _advantages(self, observations: th.Tensor, actions: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
+        """``Q(s, a)`` minus :meth:`_baseline`, ``[batch, 1]``."""
+        return self._q_value(observations, actions) - self._baseline(observations, mean, std)
 
     def _weights(self, advantages: th.Tensor) -> th.Tensor:
         if self.weight_type == "binary":

@@ -117,7 +117,7 @@ class TD3BC(OfflineAlgorithm, TD3):
                 -self.target_noise_clip, self.target_noise_clip
             )
             next_actions = (self.actor_target(batch.next_observations) + noise).clamp(-1.0, 1.0)
-        logs = {"critic_loss": self._critic_step(batch, next_actions)}
+        logs = {"critic_loss": self._critic_step(batch, next_actions)[0]}
         if self._n_updates % self.policy_delay == 0:
             actions = self.actor(batch.observations)
             q_values = self.critic.q1_forward(batch.observations, actions)
