@@ -129,7 +129,7 @@ def train_behaviour(
     level: str = "medium",
     seed: int = 0,
     max_steps: int = 300_000,
-    eval_freq: int = 5000,
+    eval_freq: int = 1000,
     eval_episodes: int = 5,
     algo: str = "sac_as_loop",
     work_dir: str | Path | None = None,
@@ -143,7 +143,8 @@ def train_behaviour(
     :param level: ``"medium"`` (early-stopped at :func:`medium_target_return`) or ``"expert"``.
     :param seed: Training seed (the env seed that ``medium-replay`` replays from).
     :param max_steps: Env-step budget.
-    :param eval_freq: Env steps between evaluations.
+    :param eval_freq: Env steps between evaluations (and checkpoints); a coarse one lets the medium policy
+        overshoot its target between two evaluations.
     :param eval_episodes: Stochastic episodes per evaluation.
     :param algo: Zoo algorithm (SAC-based: ``sac_as_loop`` or ``sac``).
     :param work_dir: Zoo log folder, with the run's checkpoints (default: ``<dataset cache>/behaviour_runs/

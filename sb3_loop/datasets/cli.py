@@ -65,7 +65,7 @@ def behaviour_parser() -> argparse.ArgumentParser:
     parser.add_argument("--level", required=True, choices=behaviour.BEHAVIOUR_LEVELS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-steps", type=int, default=300_000)
-    parser.add_argument("--eval-freq", type=int, default=5000)
+    parser.add_argument("--eval-freq", type=int, default=1000, help="env steps between evaluations (and checkpoints)")
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--algo", default="sac_as_loop", choices=["sac_as_loop", "sac"])
     parser.add_argument(
