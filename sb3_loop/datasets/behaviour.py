@@ -225,7 +225,7 @@ def _latest_run_dir(algo_dir: Path, env_id: str) -> Path:
 def _store_policy(run_dir, env_id, level, output, algo, seed, evaluations, target, arguments) -> dict[str, Any]:
     from stable_baselines3 import SAC
 
-    from sb3_loop.datasets.collect import file_sha256
+    from sb3_loop.datasets.collect import file_sha256, normalized_or_none
 
     model = SAC.load(run_dir / f"{env_id}.zip", device="cpu", buffer_size=1)
     destination = output / f"{level}.zip"
@@ -239,20 +239,11 @@ def _store_policy(run_dir, env_id, level, output, algo, seed, evaluations, targe
         "timesteps": int(model.num_timesteps),
         "target_return": target,
         "eval_mean_return": last["mean_return"],
-        "eval_normalized": _normalized_or_none(env_id, last["mean_return"]),
+        "eval_normalized": normalized_or_none(env_id, last["mean_return"]),
         "evaluations": evaluations,
         "command": "python -m sb3_loop " + " ".join(arguments),
         "policy_sha256": file_sha256(destination),
     }
-
-
-def _normalized_or_none(env_id: str, value: float) -> float | None:
-    from sb3_loop.datasets.scores import normalized_score
-
-    try:
-        return float(normalized_score(env_id, value))
-    except ValueError:
-        return None
 
 
 def _store_replay_actions(run_dir: Path, env_id: str, seed: int, destination: Path) -> dict[str, Any]:

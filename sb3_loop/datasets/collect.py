@@ -28,8 +28,7 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 
-from sb3_loop.datasets.dataset import DatasetError, OfflineDataset
-from sb3_loop.datasets.registry import DATASET_KINDS, check_kind
+from sb3_loop.datasets.dataset import OfflineDataset
 
 #: ``actions = policy(observations)`` for a batch of observations.
 BatchPolicy = Callable[[np.ndarray], np.ndarray]
@@ -243,14 +242,15 @@ def describe_dataset(dataset: OfflineDataset, env_id: str, kind: str, **extra: A
         "checksum_sha256": dataset.checksum(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    score = _normalized(env_id, metadata["episode_return_mean"])
+    score = normalized_or_none(env_id, metadata["episode_return_mean"])
     if score is not None:
         metadata["episode_return_normalized"] = score
     metadata.update(extra)
     return metadata
 
 
-def _normalized(env_id: str, value: float) -> float | None:
+def normalized_or_none(env_id: str, value: float) -> float | None:
+    """D4RL-normalised ``value``, or ``None`` for an env D4RL has no reference returns for."""
     from sb3_loop.datasets.scores import normalized_score
 
     try:
@@ -264,19 +264,3 @@ def write_metadata(metadata: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return path
-
-
-def check_known_kind(kind: str) -> str:
-    """``kind`` when ``collect`` can make it, else a ``ValueError`` listing the kinds."""
-    if kind not in DATASET_KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}: choose one of {', '.join(DATASET_KINDS)}")
-    return check_kind(kind)
-
-
-def check_same_data(dataset: OfflineDataset, expected_checksum: str | None, what: str) -> None:
-    """Raise :class:`DatasetError` when a rebuilt dataset differs from the recorded checksum."""
-    if expected_checksum is not None and dataset.checksum() != expected_checksum:
-        raise DatasetError(
-            f"{what}: the rebuilt data's checksum {dataset.checksum()[:12]}... differs from the recorded "
-            f"{expected_checksum[:12]}... (another machine, or other package versions, can change MuJoCo's numbers)"
-        )
