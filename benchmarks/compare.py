@@ -399,7 +399,7 @@ def load_runs(
                 found[(record.algo, record.seed)] = record
     selected = _algo_order({algo for algo, _ in found}) if algos is None else algos
     results: dict[str, list[RunResult]] = {}
-    for (algo, seed), run in sorted(found.items(), key=lambda item: item[0][1]):
+    for (algo, _seed), run in sorted(found.items(), key=lambda item: item[0][1]):
         if algo in selected:
             results.setdefault(algo, []).append(run)
     return {algo: results[algo] for algo in selected if algo in results}
@@ -452,7 +452,7 @@ def portable_command(command: list[str] | None) -> list[str] | None:
     repository = BENCHMARKS_DIR.parent
     portable = []
     for argument in command:
-        if argument == sys.executable or Path(argument).name.startswith("python") and os.path.isabs(argument):
+        if argument == sys.executable or (Path(argument).name.startswith("python") and os.path.isabs(argument)):
             portable.append("python")
         elif os.path.isabs(argument) and Path(argument).is_relative_to(repository):
             portable.append(str(Path(argument).relative_to(repository)))

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_loop.checks import check_positive_int
+
 #: Per-layer L2 weight decay of the paper's 4x200 ensemble (4 hidden layers + output layer).
 PAPER_WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
 #: Per-member normalisation buffers, shaped [E, 1, dim].
@@ -75,8 +77,8 @@ class ProbabilisticEnsemble(nn.Module):
         num_extra_targets: int = 0,
     ) -> None:
         super().__init__()
-        _check_positive_int("obs_dim", obs_dim)
-        _check_positive_int("action_dim", action_dim)
+        check_positive_int("obs_dim", obs_dim)
+        check_positive_int("action_dim", action_dim)
         check_ensemble_shape(ensemble_size, num_elites, hidden_sizes)
         if num_extra_targets < 0:
             raise ValueError(f"num_extra_targets={num_extra_targets} must be >= 0")
@@ -219,9 +221,7 @@ class ProbabilisticEnsemble(nn.Module):
         elites = self.num_elites
         noise = None
         if not deterministic:
-            noise = torch.randn(
-                (elites, batch, self.target_dim), generator=generator, device=obs.device, dtype=obs.dtype
-            )
+            noise = torch.randn((elites, batch, self.target_dim), generator=generator, device=obs.device, dtype=obs.dtype)
         pred = self.step_members(obs.expand(elites, -1, -1), action.expand(elites, -1, -1), noise)
         if deterministic:
             return StepPrediction(*(None if t is None else t.mean(0) for t in pred))
@@ -266,8 +266,8 @@ def check_ensemble_shape(ensemble_size: int, num_elites: int, hidden_sizes: Sequ
     :param num_elites: Members used for planning, 1 <= num_elites <= ensemble_size.
     :param hidden_sizes: Non-empty positive hidden widths.
     """
-    _check_positive_int("ensemble_size", ensemble_size)
-    _check_positive_int("num_elites", num_elites)
+    check_positive_int("ensemble_size", ensemble_size)
+    check_positive_int("num_elites", num_elites)
     if num_elites > ensemble_size:
         raise ValueError(f"num_elites={num_elites} must not exceed ensemble_size={ensemble_size}")
     if len(hidden_sizes) == 0 or any(int(h) < 1 for h in hidden_sizes):
@@ -283,8 +283,3 @@ def default_weight_decays(num_layers: int) -> tuple[float, ...]:
     if num_layers == len(PAPER_WEIGHT_DECAYS):
         return PAPER_WEIGHT_DECAYS
     return tuple(torch.linspace(PAPER_WEIGHT_DECAYS[0], PAPER_WEIGHT_DECAYS[-1], num_layers).tolist())
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer")

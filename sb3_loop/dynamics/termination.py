@@ -207,10 +207,7 @@ def register_termination_fn(name: str, fn: TerminationFn, overwrite: bool = Fals
         raise TypeError(f"Termination function must be callable, got {fn!r}")
     with _LOCK:
         if name in _REGISTRY and not overwrite and _REGISTRY[name] is not fn:
-            raise ValueError(
-                f"A termination function is already registered for {name!r}; "
-                "pass overwrite=True to replace it."
-            )
+            raise ValueError(f"A termination function is already registered for {name!r}; pass overwrite=True to replace it.")
         _REGISTRY[name] = fn
 
 

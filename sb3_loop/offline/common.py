@@ -7,7 +7,6 @@ without the dataset.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback, ReplayBufferSam
 from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
+from sb3_loop.checks import check_number
 from sb3_loop.datasets import OfflineDataset, fill_replay_buffer
 
 if TYPE_CHECKING:
@@ -64,28 +64,6 @@ def reject_online_arguments(algorithm: str, arguments: dict[str, Any]) -> None:
         if name in ONLINE_ARGUMENTS:
             raise ValueError(f"{name}={value!r} does not apply to {algorithm}: {ONLINE_ARGUMENTS[name]}. Remove it.")
         raise TypeError(f"{algorithm}.__init__() got an unexpected keyword argument {name!r}")
-
-
-def check_number(
-    name: str,
-    value: Any,
-    low: float = -math.inf,
-    high: float = math.inf,
-    low_open: bool = False,
-    integer: bool = False,
-) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a number in ``[low, high]`` (``(low, high]``)."""
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and not math.isnan(value)
-    ok = ok and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bounds = f"{'(' if low_open else '['}{low}, {high}]"
-        raise ValueError(f"{name}={value!r} must be {'an integer' if integer else 'a number'} in {bounds}")
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
 
 
 def check_offline_arguments(learning_rate: Any, batch_size: Any, tau: Any, gamma: Any) -> None:

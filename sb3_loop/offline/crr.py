@@ -11,8 +11,9 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, ReplayBufferSamples, Schedule
 from stable_baselines3.sac.policies import MlpPolicy, SACPolicy
 
+from sb3_loop.checks import check_choice, check_number
 from sb3_loop.datasets import OfflineDataset
-from sb3_loop.offline.common import OfflineAlgorithm, _optimize, check_choice, check_number, check_offline_arguments
+from sb3_loop.offline.common import OfflineAlgorithm, _optimize, check_offline_arguments
 
 #: Dataset actions (scaled to [-1, 1]) are clipped into (-1 + eps, 1 - eps) before ``atanh``.
 ACTION_EPS = 1e-6

@@ -13,10 +13,11 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
+from sb3_loop.checks import check_number
 from sb3_loop.common.planning import ARC_ARGUMENTS, PlanningAlgorithmMixin
 from sb3_loop.datasets import OfflineDataset
 from sb3_loop.dynamics import EnsembleTrainingStats
-from sb3_loop.offline.common import OfflineAlgorithm, check_number
+from sb3_loop.offline.common import OfflineAlgorithm
 from sb3_loop.offline.crr import CRR
 from sb3_loop.offline.policies import OfflineLOOPPolicy, OfflineLOOPTD3Policy
 from sb3_loop.offline.td3bc import TD3BC

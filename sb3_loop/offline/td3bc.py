@@ -12,8 +12,9 @@ from stable_baselines3.common.type_aliases import GymEnv, ReplayBufferSamples, S
 from stable_baselines3.td3.policies import MlpPolicy, TD3Policy
 from torch.nn import functional as F
 
+from sb3_loop.checks import check_number
 from sb3_loop.datasets import OfflineDataset
-from sb3_loop.offline.common import OfflineAlgorithm, _optimize, check_number, check_offline_arguments
+from sb3_loop.offline.common import OfflineAlgorithm, _optimize, check_offline_arguments
 
 
 class TD3BC(OfflineAlgorithm, TD3):

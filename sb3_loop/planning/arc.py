@@ -9,12 +9,11 @@ from dataclasses import dataclass
 
 import torch
 
+from sb3_loop.checks import check_number
 from sb3_loop.planning.sampling import (
     PlannerRandom,
     SamplingConfig,
     SamplingPlanner,
-    check_positive_finite,
-    check_range,
     truncated_gaussian_sequences,
 )
 
@@ -56,15 +55,15 @@ class ARCConfig(SamplingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("mixture_coef", self.mixture_coef, 0.0, 1.0)
-        check_range("var_momentum", self.var_momentum, 0.0, 1.0)
+        check_number("mixture_coef", self.mixture_coef, 0.0, 1.0)
+        check_number("var_momentum", self.var_momentum, 0.0, 1.0)
         for name in ("kappa", "init_var_divisor", "truncation"):
-            check_positive_finite(name, getattr(self, name))
+            check_number(name, getattr(self, name), 0.0, low_open=True)
         if self.proposal not in PROPOSAL_MODES:
             raise ValueError(f"proposal={self.proposal!r} must be one of {PROPOSAL_MODES}")
         if not (isinstance(self.noise_std, numbers.Real) and math.isfinite(self.noise_std) and self.noise_std >= 0):
             raise ValueError(f"noise_std={self.noise_std!r} must be a finite number >= 0")
-        check_range("smoothing", self.smoothing, 0.0, 1.0)
+        check_number("smoothing", self.smoothing, 0.0, 1.0)
 
     @property
     def num_actor_sequences(self) -> int:

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
+from sb3_loop.checks import check_number
 from sb3_loop.planning.sampling import (
     PlannerRandom,
     SamplingConfig,
     SamplingPlanner,
-    check_positive_finite,
-    check_range,
     elite_count,
     elite_weights,
     truncated_gaussian_sequences,
@@ -39,11 +38,10 @@ class CEMConfig(SamplingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_finite("elite_fraction", self.elite_fraction)
-        check_range("elite_fraction", self.elite_fraction, 0.0, 1.0)
-        check_range("momentum", self.momentum, 0.0, 1.0)
+        check_number("elite_fraction", self.elite_fraction, 0.0, 1.0, low_open=True)
+        check_number("momentum", self.momentum, 0.0, 1.0)
         for name in ("init_var_divisor", "truncation"):
-            check_positive_finite(name, getattr(self, name))
+            check_number(name, getattr(self, name), 0.0, low_open=True)
 
     @property
     def num_elites(self) -> int:

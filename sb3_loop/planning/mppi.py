@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
+from sb3_loop.checks import check_number
 from sb3_loop.planning.sampling import (
     PlannerRandom,
     SamplingConfig,
     SamplingPlanner,
-    check_positive_finite,
-    check_range,
     elite_count,
     elite_weights,
 )
@@ -40,10 +39,9 @@ class MPPIConfig(SamplingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_finite("elite_fraction", self.elite_fraction)
-        check_range("elite_fraction", self.elite_fraction, 0.0, 1.0)
+        check_number("elite_fraction", self.elite_fraction, 0.0, 1.0, low_open=True)
         for name in ("temperature", "min_std", "max_std"):
-            check_positive_finite(name, getattr(self, name))
+            check_number(name, getattr(self, name), 0.0, low_open=True)
         if self.min_std > self.max_std:
             raise ValueError(f"min_std={self.min_std!r} must be <= max_std={self.max_std!r}")
 

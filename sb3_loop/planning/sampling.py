@@ -9,7 +9,6 @@ is one of these plus a few hooks: how it samples, weights and refits, and how it
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
@@ -18,6 +17,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 import torch
 
+from sb3_loop.checks import check_positive_int
 from sb3_loop.planning.feasibility import FeasibilityLog, IterationSchedule
 from sb3_loop.planning.scoring import MeanReturn, Scorer
 
@@ -36,24 +36,6 @@ class PlanningModel(Protocol):
     def step_members(self, obs: torch.Tensor, action: torch.Tensor, noise: torch.Tensor | None):
         """Step the first ``obs.shape[0]`` members; returns (next_obs, reward, cost or None)."""
         ...
-
-
-def check_positive_int(name: str, value: object) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}={value!r} must be an integer >= 1")
-
-
-def check_range(name: str, value: object, low: float, high: float) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``low <= value <= high``."""
-    if not (isinstance(value, numbers.Real) and low <= value <= high):
-        raise ValueError(f"{name}={value!r} must be in [{low}, {high}]")
-
-
-def check_positive_finite(name: str, value: object) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number > 0."""
-    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r} must be a finite number > 0")
 
 
 def elite_count(fraction: float, population: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -15,20 +14,12 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
+from sb3_loop.checks import check_number
 from sb3_loop.safe.buffers import CostReplayBuffer, CostReplayBufferSamples
 from sb3_loop.safe.episode_costs import EpisodeCostMixin
 from sb3_loop.safe.policies import MlpPolicy, SACLagPolicy
 
 SelfSACLagrangian = TypeVar("SelfSACLagrangian", bound="SACLagrangian")
-
-
-def _check_number(name: str, value: Any, low: float, low_inclusive: bool = True, high: float | None = None) -> None:
-    """``ValueError`` naming ``name`` and ``value`` unless ``value`` is a finite real number in the range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < low or (value == low and not low_inclusive) or (high is not None and value > high):
-        bounds = f"{'>=' if low_inclusive else '>'} {low}" + ("" if high is None else f" and <= {high}")
-        raise ValueError(f"{name} must be {bounds}, got {value!r}")
 
 
 class SACLagrangian(EpisodeCostMixin, SAC):
@@ -146,11 +137,11 @@ class SACLagrangian(EpisodeCostMixin, SAC):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        _check_number("cost_limit", cost_limit, 0.0)
+        check_number("cost_limit", cost_limit, 0.0)
         if cost_gamma is not None:
-            _check_number("cost_gamma", cost_gamma, 0.0, high=1.0)
-        _check_number("lagrangian_lr", lagrangian_lr, 0.0, low_inclusive=False)
-        _check_number("lagrangian_init", lagrangian_init, 0.0)
+            check_number("cost_gamma", cost_gamma, 0.0, 1.0)
+        check_number("lagrangian_lr", lagrangian_lr, 0.0, low_open=True)
+        check_number("lagrangian_init", lagrangian_init, 0.0)
         if n_steps != 1:
             raise ValueError(f"n_steps={n_steps!r}: SACLagrangian supports only one-step returns (n_steps=1)")
         if optimize_memory_usage:
