@@ -96,15 +96,19 @@ class D3rlpyTrainer:
             dataset.terminals.astype(np.float32), timeouts.astype(np.float32),
         )  # fmt: skip
         self.fitter = None
+        self.epoch_steps = 0
 
     def train(self, steps: int) -> None:
         import d3rlpy
 
-        if self.fitter is None:
+        # One "epoch" of d3rlpy's fitter is its n_steps_per_epoch steps, whatever is asked later: a fitter
+        # serves only calls with the steps it was made for.
+        if self.fitter is None or steps != self.epoch_steps:
             self.fitter = self.algo.fitter(
                 self.data, n_steps=10**9, n_steps_per_epoch=steps, show_progress=False, save_interval=10**9,
                 logger_adapter=d3rlpy.logging.NoopAdapterFactory(), experiment_name="offline_priors",
             )  # fmt: skip
+            self.epoch_steps = steps
         next(self.fitter)
 
     def policy(self, observations: np.ndarray) -> np.ndarray:
