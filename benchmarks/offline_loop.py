@@ -9,6 +9,10 @@ also 0 and 3), on ``--eval-episodes`` episodes from the same start states (env k
 10000 + k) for every variant; scores are D4RL-normalised. ``ms_per_action`` is the planner's time for
 one observation (batch 1, one torch thread), measured on dataset observations after the evaluation.
 
+With ``--prior-models`` (default ``benchmarks/runs_offline_priors``) holding the CRR that
+``benchmarks/offline_priors.py`` trained on the same dataset with the same seed and ``--steps``, that
+CRR is the prior and critic and only the ensemble is fitted, so the two benchmarks share their priors.
+
 Every trained model (``--models-dir``) and every evaluation (a JSON record under
 ``results/offline_loop/runs/``) is kept, and finished ones are skipped when the command is repeated, so
 the benchmark continues across sittings (commit the records with ``git add -f``: ``runs/`` is ignored);
@@ -46,6 +50,7 @@ from sb3_loop.datasets.registry import parse_dataset_name
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
 MODELS_DIR = HERE / "runs_offline_loop"
+PRIOR_MODELS_DIR = HERE / "runs_offline_priors"
 ENVS = ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5")
 DEFAULT_DATASETS = [f"{env}-{kind}" for env in ENVS for kind in ("medium", "medium-replay")]
 BETA_SWEEP = (0.0, 1.0, 3.0)
@@ -103,9 +108,19 @@ def variants(dataset_name: str, beta_dataset: str) -> list[str]:
 
 
 def train(
-    dataset: OfflineDataset, dataset_name: str, seed: int, steps: int, models_dir: Path, settings: dict[str, Any]
+    dataset: OfflineDataset,
+    dataset_name: str,
+    seed: int,
+    steps: int,
+    models_dir: Path,
+    settings: dict[str, Any],
+    prior_models: Path | None = None,
 ) -> tuple[OfflineLOOP, dict]:
-    """The trained model of a run: loaded when saved before, else trained and saved (with its record)."""
+    """
+    The trained model of a run: loaded when saved before, else trained and saved (with its record).
+    When ``prior_models`` holds the CRR that ``benchmarks/offline_priors.py`` trained on this dataset with
+    this seed and ``steps`` gradient steps, that CRR is the prior (and critic); only the ensemble is fitted.
+    """
     env_id = _env_id(dataset_name)
     path = models_dir / dataset_name / f"seed{seed}.zip"
     info_path = path.with_suffix(".json")
@@ -115,9 +130,16 @@ def train(
             raise SystemExit(f"{path} was trained with other --steps or settings: delete it or keep them")
         return OfflineLOOP.load(path, device="cpu"), info
     model = OfflineLOOP("MlpPolicy", env_id, dataset, seed=seed, device="cpu", **settings)
+    prior_path = None if prior_models is None else prior_models / dataset_name / f"ours-crr_seed{seed}.zip"
     start = time.perf_counter()
-    model.learn(steps, log_interval=None)
+    if prior_path is not None and prior_path.is_file():
+        use_trained_prior(model, prior_path, steps)
+        model.train_dynamics()
+    else:
+        prior_path = None
+        model.learn(steps, log_interval=None)
     info = {"steps": steps, "settings": settings, "train_seconds": time.perf_counter() - start,
+            "prior_from": None if prior_path is None else str(prior_path.relative_to(prior_models)),
             "dynamics": model.dynamics_log[0], "dataset_checksum": dataset.checksum(),
             "dataset_transitions": len(dataset)}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +147,17 @@ def train(
     info_path.write_text(json.dumps(info, indent=1) + "\n")
     print(f"[{dataset_name} seed{seed}] trained in {info['train_seconds']:.0f} s; ensemble {info['dynamics']}")
     return model, info
+
+
+def use_trained_prior(model: OfflineLOOP, prior_path: Path, steps: int) -> None:
+    """Give ``model`` the actor, critics and optimiser states of a saved CRR trained for ``steps`` gradient steps."""
+    from sb3_loop.offline import CRR
+
+    prior = CRR.load(prior_path, device="cpu")
+    if prior.num_timesteps != steps:
+        raise SystemExit(f"{prior_path} has {prior.num_timesteps} gradient steps, not --steps {steps}")
+    model.set_parameters(prior.get_parameters(), exact_match=False, device="cpu")
+    model.num_timesteps, model._n_updates = prior.num_timesteps, prior._n_updates
 
 
 def evaluate_variant(model: OfflineLOOP, variant: str, env_id: str, episodes: int, timing: np.ndarray) -> dict[str, Any]:
@@ -151,7 +184,7 @@ def run_offline_loop(args: argparse.Namespace) -> None:
                 continue
             th.set_num_threads(1)
             dataset = load_dataset(dataset_name, env=env_id)
-            model, info = train(dataset, dataset_name, seed, args.steps, args.models_dir, settings)
+            model, info = train(dataset, dataset_name, seed, args.steps, args.models_dir, settings, args.prior_models)
             timing = dataset.observations[::997][:TIMING_OBSERVATIONS].astype(np.float32)
             for variant in todo:
                 result = evaluate_variant(model, variant, env_id, args.eval_episodes, timing)
@@ -294,12 +327,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=100_000, help="gradient steps of the prior per run")
+    parser.add_argument("--steps", type=int, default=30_000, help="gradient steps of the prior per run")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--beta-dataset", default="Hopper-v5-medium", help="dataset of the beta_pessimism sweep")
     parser.add_argument("--dynamics-max-epochs", type=int, default=None, help="cap the ensemble fit (default: none)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    parser.add_argument(
+        "--prior-models", type=Path, default=PRIOR_MODELS_DIR, help="CRR priors of offline_priors.py, reused when they match"
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--lookahead", action="store_true", help="measure sb3_loop.lookahead on saved SAC / TD3 models")
     parser.add_argument("--env", help="env id of the --lookahead models")

@@ -11,7 +11,9 @@ d3rlpy builds ``s'`` from the next row of an episode, so it cannot use the last 
 episode cut by a timeout (ours uses the stored ``next_observations``).
 
 Finished runs are kept as JSON records and skipped when the command is run again, so the benchmark
-continues across sittings. ``--speed`` measures gradient steps per second of all four, interleaved in
+continues across sittings. Our trained models are saved under ``--models-dir`` (default
+``benchmarks/runs_offline_priors``, ignored by git): ``benchmarks/offline_loop.py`` plans around the same
+CRR priors. ``--speed`` measures gradient steps per second of all four, interleaved in
 one process (ratios measured in the same run).
 
     pip install -e ".[benchmark-offline]"     # d3rlpy 2.8.0, a benchmark-only extra
@@ -38,6 +40,8 @@ from sb3_loop.datasets import OfflineDataset, load_dataset, normalized_score
 from sb3_loop.datasets.registry import parse_dataset_name
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Our trained priors, kept for benchmarks/offline_loop.py (which plans around the same priors).
+MODELS_DIR = Path(__file__).resolve().parent / "runs_offline_priors"
 ENVS = ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5")
 DEFAULT_DATASETS = [f"{env}-{kind}" for env in ENVS for kind in ("medium", "medium-replay")]
 ALGOS = ("ours-crr", "d3rlpy-crr", "ours-td3bc", "d3rlpy-td3bc")
@@ -138,7 +142,10 @@ def evaluate(policy: Policy, env_id: str, episodes: int) -> np.ndarray:
     return returns
 
 
-def run(dataset_name: str, algo: str, seed: int, steps: int, eval_every: int, episodes: int) -> dict[str, Any]:
+def run(
+    dataset_name: str, algo: str, seed: int, steps: int, eval_every: int, episodes: int, models_dir: Path | None = None
+) -> dict[str, Any]:
+    """One run; with ``models_dir``, our trained model is saved as ``models_dir/<dataset>/<algo>_seed<k>.zip``."""
     env_id, kind = parse_dataset_name(dataset_name) or (None, None)
     if env_id is None:
         raise ValueError(f"{dataset_name!r} is not a dataset name made here (e.g. Hopper-v5-medium)")
@@ -156,10 +163,18 @@ def run(dataset_name: str, algo: str, seed: int, steps: int, eval_every: int, ep
         evaluations.append({"gradient_steps": done, "score_mean": float(scores.mean()), "score_std": float(scores.std()),
                             "return_mean": float(returns.mean())})  # fmt: skip
         print(f"[{dataset_name} {algo} seed{seed}] {done} steps: {scores.mean():.1f} ({train_seconds:.0f} s training)")
+    if models_dir is not None and isinstance(trainer, OursTrainer):
+        path = model_path(models_dir, dataset_name, algo, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trainer.model.save(path)
     return {"dataset": dataset_name, "env_id": env_id, "kind": kind, "algo": algo, "seed": seed, "steps": steps,
             "eval_every": eval_every, "eval_episodes": episodes, "evaluations": evaluations,
             "train_seconds": train_seconds, "steps_per_second": steps / train_seconds,
             "dataset_checksum": dataset.checksum(), "dataset_transitions": len(dataset)}  # fmt: skip
+
+
+def model_path(models_dir: Path, dataset_name: str, algo: str, seed: int) -> Path:
+    return models_dir / dataset_name / f"{algo}_seed{seed}.zip"
 
 
 def record_path(results_dir: Path, dataset_name: str, algo: str, seed: int) -> Path:
@@ -292,10 +307,11 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=100_000, help="gradient steps per run")
-    parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--steps", type=int, default=30_000, help="gradient steps per run")
+    parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="where our trained priors are saved")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--speed", action="store_true", help="only measure gradient steps per second")
     parser.add_argument("--rounds", type=int, default=5)
@@ -313,7 +329,8 @@ def main() -> None:
                         if json.loads(path.read_text())["steps"] != args.steps:
                             raise SystemExit(f"{path} was made with other --steps: delete it or keep the budget")
                         continue
-                    record = run(dataset_name, algo, seed, args.steps, args.eval_every, args.eval_episodes)
+                    record = run(dataset_name, algo, seed, args.steps, args.eval_every, args.eval_episodes,
+                                 args.models_dir)  # fmt: skip
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(record, indent=1) + "\n")
     write_report(args.results_dir)
