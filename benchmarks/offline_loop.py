@@ -2,8 +2,10 @@
 OfflineLOOP: the offline prior alone vs the offline ARC planning around it, on datasets made here.
 
 Each run trains one OfflineLOOP (CRR prior, the class defaults: the paper's offline settings) on one
-dataset for ``--steps`` gradient steps, the ensemble fitted once on the dataset to early stopping, and
-saves it. The same trained prior, critic and ensemble are then evaluated as the prior alone
+dataset for ``--steps`` gradient steps (default 30000, the budget of ``offline_priors.py``), with the
+ensemble fitted on the dataset to early stopping (``--dynamics-max-epochs`` caps it), and saves it. As
+in the paper's code, which keeps one dynamics model per dataset, the first run of a dataset fits the
+ensemble and the other seeds plan with that fit (``--ensemble-per-seed`` fits one per seed instead). The same trained prior, critic and ensemble are then evaluated as the prior alone
 (``actor_only()``) and as OfflineLOOP (deterministic planner, ``beta_pessimism`` 1; on ``--beta-dataset``
 also 0 and 3), on ``--eval-episodes`` episodes from the same start states (env k reset with seed
 10000 + k) for every variant; scores are D4RL-normalised. ``ms_per_action`` is the planner's time for
@@ -115,38 +117,68 @@ def train(
     models_dir: Path,
     settings: dict[str, Any],
     prior_models: Path | None = None,
+    share_ensemble: bool = True,
 ) -> tuple[OfflineLOOP, dict]:
     """
     The trained model of a run: loaded when saved before, else trained and saved (with its record).
+
     When ``prior_models`` holds the CRR that ``benchmarks/offline_priors.py`` trained on this dataset with
-    this seed and ``steps`` gradient steps, that CRR is the prior (and critic); only the ensemble is fitted.
+    this seed and ``steps`` gradient steps, that CRR is the prior (and critic). With ``share_ensemble``
+    the ensemble is fitted once per dataset (by its first run) and the other seeds plan with that fit, as
+    the paper's code does (one saved dynamics model per dataset).
     """
     env_id = _env_id(dataset_name)
     path = models_dir / dataset_name / f"seed{seed}.zip"
     info_path = path.with_suffix(".json")
     if path.is_file() and info_path.is_file():
         info = json.loads(info_path.read_text())
-        if info["steps"] != steps or info["settings"] != settings:
+        if info["steps"] != steps or info["settings"] != _as_json(settings):
             raise SystemExit(f"{path} was trained with other --steps or settings: delete it or keep them")
         return OfflineLOOP.load(path, device="cpu"), info
     model = OfflineLOOP("MlpPolicy", env_id, dataset, seed=seed, device="cpu", **settings)
-    prior_path = None if prior_models is None else prior_models / dataset_name / f"ours-crr_seed{seed}.zip"
+    ensemble_path = models_dir / dataset_name / "ensemble.pt"
     start = time.perf_counter()
+    ensemble_info = load_shared_ensemble(model, ensemble_path, settings) if share_ensemble else None
+    prior_path = None if prior_models is None else prior_models / dataset_name / f"ours-crr_seed{seed}.zip"
     if prior_path is not None and prior_path.is_file():
         use_trained_prior(model, prior_path, steps)
-        model.train_dynamics()
     else:
         prior_path = None
-        model.learn(steps, log_interval=None)
+        model.learn(steps, log_interval=None)  # fits the ensemble first unless it was loaded
+    if not model.policy.dynamics.is_trained:
+        model.train_dynamics()
+    if ensemble_info is None:
+        ensemble_info = {"fitted_by_seed": seed, "settings": settings, "fit": model.dynamics_log[0]}
+        if share_ensemble:
+            ensemble_path.parent.mkdir(parents=True, exist_ok=True)
+            th.save(model.policy.dynamics.state_dict(), ensemble_path)
+            ensemble_path.with_suffix(".json").write_text(json.dumps(ensemble_info, indent=1) + "\n")
     info = {"steps": steps, "settings": settings, "train_seconds": time.perf_counter() - start,
             "prior_from": None if prior_path is None else str(prior_path.relative_to(prior_models)),
-            "dynamics": model.dynamics_log[0], "dataset_checksum": dataset.checksum(),
+            "ensemble": ensemble_info, "dataset_checksum": dataset.checksum(),
             "dataset_transitions": len(dataset)}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     info_path.write_text(json.dumps(info, indent=1) + "\n")
-    print(f"[{dataset_name} seed{seed}] trained in {info['train_seconds']:.0f} s; ensemble {info['dynamics']}")
+    print(f"[{dataset_name} seed{seed}] trained in {info['train_seconds']:.0f} s; ensemble {ensemble_info}")
     return model, info
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons with stored settings."""
+    return json.loads(json.dumps(value))
+
+
+def load_shared_ensemble(model: OfflineLOOP, ensemble_path: Path, settings: dict[str, Any]) -> dict | None:
+    """Load the dataset's shared ensemble fit into ``model``; its record, or ``None`` when there is none yet."""
+    info_path = ensemble_path.with_suffix(".json")
+    if not (ensemble_path.is_file() and info_path.is_file()):
+        return None
+    info = json.loads(info_path.read_text())
+    if info["settings"] != _as_json(settings):
+        raise SystemExit(f"{ensemble_path} was fitted with other settings: delete it or keep them")
+    model.policy.dynamics.load_state_dict(th.load(ensemble_path, map_location="cpu"))
+    return info
 
 
 def use_trained_prior(model: OfflineLOOP, prior_path: Path, steps: int) -> None:
@@ -184,7 +216,8 @@ def run_offline_loop(args: argparse.Namespace) -> None:
                 continue
             th.set_num_threads(1)
             dataset = load_dataset(dataset_name, env=env_id)
-            model, info = train(dataset, dataset_name, seed, args.steps, args.models_dir, settings, args.prior_models)
+            model, info = train(dataset, dataset_name, seed, args.steps, args.models_dir, settings, args.prior_models,
+                                not args.ensemble_per_seed)  # fmt: skip
             timing = dataset.observations[::997][:TIMING_OBSERVATIONS].astype(np.float32)
             for variant in todo:
                 result = evaluate_variant(model, variant, env_id, args.eval_episodes, timing)
@@ -336,6 +369,7 @@ def main() -> None:
     parser.add_argument(
         "--prior-models", type=Path, default=PRIOR_MODELS_DIR, help="CRR priors of offline_priors.py, reused when they match"
     )
+    parser.add_argument("--ensemble-per-seed", action="store_true", help="fit an ensemble per seed, not per dataset")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--lookahead", action="store_true", help="measure sb3_loop.lookahead on saved SAC / TD3 models")
     parser.add_argument("--env", help="env id of the --lookahead models")
