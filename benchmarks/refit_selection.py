@@ -4,7 +4,7 @@ Variants (all with the default capped refit, 100 minibatch updates every 250 env
   best_epoch   each member keeps its best epoch of the refit (the paper's code: "best" starts at +inf)
   keep_better  a member keeps its pre-refit weights (and their normaliser) when they predict the fixed
                holdout better than the refit's best epoch
-  before_fix   the committed records made before the honest holdout (benchmarks/results/runs/): the
+  before_fix   the committed records made before the honest holdout (benchmarks/results/refit_before_fix/): the
                pre-refit weights judged on a holdout they had partly trained on, under a moved normaliser
 The runs themselves are made by benchmarks/compare.py (commands in the report); this script only reads
 their records and writes ``benchmarks/results/refit_selection.md`` and ``refit_selection.png``:
@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {
     "best_epoch": RESULTS / "refit_best_epoch",
     "keep_better": RESULTS / "refit_keep_better",
-    "before_fix": RESULTS,
+    "before_fix": RESULTS / "refit_before_fix",
 }
 CHECKPOINTS = (5000, 10000, 15000, 20000)
 #: Windows of env steps over which fresh_mse is averaged (refits every 250 steps).
