@@ -5,11 +5,13 @@ Each run trains one OfflineLOOP (CRR prior, the class defaults: the paper's offl
 dataset for ``--steps`` gradient steps (default 30000, the budget of ``offline_priors.py``), with the
 ensemble fitted on the dataset to early stopping (``--dynamics-max-epochs`` caps it), and saves it. As
 in the paper's code, which keeps one dynamics model per dataset, the first run of a dataset fits the
-ensemble and the other seeds plan with that fit (``--ensemble-per-seed`` fits one per seed instead). The same trained prior, critic and ensemble are then evaluated as the prior alone
-(``actor_only()``) and as OfflineLOOP (deterministic planner, ``beta_pessimism`` 1; on ``--beta-dataset``
-also 0 and 3), on ``--eval-episodes`` episodes from the same start states (env k reset with seed
-10000 + k) for every variant; scores are D4RL-normalised. ``ms_per_action`` is the planner's time for
-one observation (batch 1, one torch thread), measured on dataset observations after the evaluation.
+ensemble and the other seeds plan with that fit (``--ensemble-per-seed`` fits one per seed instead).
+The same trained prior, critic and ensemble are then evaluated as the prior alone (``actor_only()``) and
+as OfflineLOOP (deterministic planner, ``beta_pessimism`` 1; on ``--beta-dataset`` also 0 and 3), on
+``--eval-episodes`` episodes from the same start states (env k reset with seed 10000 + k) for every
+variant, the planner's episodes one at a time (cheapest per action on one thread); scores are
+D4RL-normalised. ``ms_per_action`` is the planner's time for one observation (batch 1, one torch
+thread), measured on dataset observations after the evaluation.
 
 With ``--prior-models`` (default ``benchmarks/runs_offline_priors``) holding the CRR that
 ``benchmarks/offline_priors.py`` trained on the same dataset with the same seed and ``--steps``, that
@@ -64,17 +66,27 @@ Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 # ------------------------------------------------------------------------------- evaluation
-def evaluate(predict: Predict, env_id: str, episodes: int) -> np.ndarray:
+def evaluate(predict: Predict, env_id: str, episodes: int, batch: int | None = None) -> np.ndarray:
     """
-    Undiscounted returns of ``episodes`` episodes stepped together, env k reset with seed 10000 + k.
-    The batch keeps its size (finished envs' actions are discarded), so each env keeps its row of the
-    planner's warm start from its first step to its last.
+    Undiscounted returns of ``episodes`` episodes, env k reset with seed 10000 + k, stepped ``batch`` at a
+    time (default: all together). On one CPU thread the offline planner is cheapest per action one
+    observation at a time (its batched rollouts outgrow the caches), so the planner variants use batch 1.
     """
-    envs = [gym.make(env_id) for _ in range(episodes)]
-    observations = np.stack([env.reset(seed=EVAL_SEED + k)[0] for k, env in enumerate(envs)]).astype(np.float32)
-    returns = np.zeros(episodes)
-    running = np.ones(episodes, dtype=bool)
-    starts = np.ones(episodes, dtype=bool)
+    batch = episodes if batch is None else batch
+    seeds = [EVAL_SEED + k for k in range(episodes)]
+    return np.concatenate([_evaluate_together(predict, env_id, seeds[i : i + batch]) for i in range(0, episodes, batch)])
+
+
+def _evaluate_together(predict: Predict, env_id: str, seeds: list[int]) -> np.ndarray:
+    """
+    Returns of one episode per seed, stepped together. The batch keeps its size (finished envs' actions
+    are discarded), so each env keeps its row of the planner's warm start from its first step to its last.
+    """
+    envs = [gym.make(env_id) for _ in seeds]
+    observations = np.stack([env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]).astype(np.float32)
+    returns = np.zeros(len(seeds))
+    running = np.ones(len(seeds), dtype=bool)
+    starts = np.ones(len(seeds), dtype=bool)
     while running.any():
         actions = predict(observations, starts)
         starts[:] = False
@@ -199,7 +211,7 @@ def evaluate_variant(model: OfflineLOOP, variant: str, env_id: str, episodes: in
             ms = ms_per_action(model, timing)
     else:
         model.configure_planner(beta_pessimism=float(variant.removeprefix("offline_loop_beta")))
-        returns = evaluate(model_predict(model), env_id, episodes)
+        returns = evaluate(model_predict(model), env_id, episodes, batch=1)
         ms = ms_per_action(model, timing)
     scores = normalized_score(env_id, returns)
     return {"returns": returns.tolist(), "score_mean": float(scores.mean()), "score_std": float(scores.std()),
