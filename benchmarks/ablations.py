@@ -29,8 +29,11 @@ Evaluations at a fixed model (``planners``, the evaluation half of ``horizon``) 
 each variant, switch it with ``configure_planner`` (or ``actor_only``) and run deterministic episodes
 from the env seeds ``--seed``, ``--seed + 1``, ...: every variant starts from the same states. Each
 (model, variant) leaves a JSON record under ``benchmarks/results/ablations/<table>/`` and is skipped when
-its record exists with the same episodes; ms per action is the wall-clock of ``model.predict`` per step
-(one torch thread).
+its record exists with the same env, episodes, variant settings and model file (its SHA-256); ms per
+action is the wall-clock of ``model.predict`` per step (one torch thread). A model saved before LOOP saved
+its ``planning_seed`` plans with its training seed (else every load would draw another planning seed).
+Only finished runs made with the asked budget, evaluations and ``-params`` count, in the training tables
+and as default models.
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import re
 import shlex
 import statistics
 import sys
 import time
+import zipfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -124,9 +129,21 @@ def train(families: Sequence[Family], envs: Sequence[str], args: argparse.Namesp
 
 
 def family_runs(family: Family, env: str, args: argparse.Namespace) -> dict[int, compare.RunResult]:
-    """The runs of ``family`` on ``env`` by seed (run folders and committed records), for the asked budget."""
+    """The runs of ``family`` on ``env`` by seed (run folders and committed records) made as asked (:func:`matches`)."""
+    return {seed: run for seed, run in _all_family_runs(family, env, args).items() if matches(run, family, env, args)}
+
+
+def _all_family_runs(family: Family, env: str, args: argparse.Namespace) -> dict[int, compare.RunResult]:
     runs = compare.load_runs(family.runs_dir(args.runs_root), env, ["loop"], family.results_dir(args.results_root))
-    return {run.seed: run for run in runs.get("loop", []) if run.steps == args.steps}
+    return {run.seed: run for run in runs.get("loop", [])}
+
+
+def matches(run: compare.RunResult, family: Family, env: str, args: argparse.Namespace) -> bool:
+    """Whether ``run`` was made with the asked budget, evaluations and zoo arguments (``-params``)."""
+    spec = run_spec(family, env, run.seed, args)
+    command, extra = list(run.command or []), list(spec.extra)
+    same_budget = (run.steps, run.eval_freq, run.eval_episodes) == (spec.steps, spec.eval_freq, spec.eval_episodes)
+    return same_budget and len(command) >= len(extra) and command[len(command) - len(extra) :] == extra
 
 
 def _unique(families: Iterable[Family]) -> list[Family]:
@@ -163,17 +180,30 @@ def record_dir(args: argparse.Namespace, table: str, model: Path) -> Path:
     return args.results_root / "ablations" / table / re.sub(r"[^A-Za-z0-9_.=-]+", "_", _portable(model))
 
 
+def load_model(model_path: Path) -> Any:
+    """
+    A saved LOOP model on the CPU. A model saved before LOOP saved its ``planning_seed`` plans with its
+    training seed: otherwise each load draws another planning seed, and the variants (and a rerun) would
+    plan with other random numbers.
+    """
+    from sb3_loop import LOOP
+
+    data = _saved_data(model_path)
+    missing_seed = data is not None and "planning_seed" not in data
+    return LOOP.load(model_path, device="cpu", **({"planning_seed": int(data.get("seed") or 0)} if missing_seed else {}))
+
+
 def evaluate_variant(model_path: Path, variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
     """Deterministic episodes of one variant of a saved LOOP model from the env seeds ``seed, seed + 1, ...``."""
     import gymnasium as gym
     import torch
 
-    from sb3_loop import LOOP
-
     torch.set_num_threads(1)
-    model = LOOP.load(model_path, device="cpu")
+    model = load_model(model_path)
+    trained_with = {"planner": model.planner_name, **model.arc_kwargs}
     if variant.settings is not None:
         model.configure_planner(**variant.settings)
+    planner = model.policy.planner
     env = gym.make(args.env, **({"max_episode_steps": args.max_steps} if args.max_steps else {}))
     returns, lengths, seconds = [], [], 0.0
     model.policy.pop_planning_stats()
@@ -184,10 +214,15 @@ def evaluate_variant(model_path: Path, variant: Variant, args: argparse.Namespac
             lengths.append(length)
     stats = model.policy.pop_planning_stats()
     return {
-        "model": _portable(model_path), "env": args.env, "variant": variant.name, "settings": variant.settings,
+        "model": _portable(model_path), "model_sha256": _sha256(model_path), "model_steps": model.num_timesteps,
+        "trained_with": trained_with, "planning_seed": model.policy.planning_seed, "env": args.env,
+        "variant": variant.name, "settings": variant.settings,
+        "planner": None if variant.settings is None else type(planner).__name__,
+        "planner_config": None if variant.settings is None else dict(vars(planner.config)),
         "episodes": args.episodes, "seed": args.seed, "max_steps": args.max_steps, "returns": returns,
         "lengths": lengths, "ms_per_action": 1e3 * seconds / max(1, sum(lengths)),
-        "actor_divergence": 0.0 if stats is None else stats["actor_divergence"], "recorded": _now(),
+        "actor_divergence": None if stats is None else stats["actor_divergence"],
+        "fallbacks": model.policy.num_fallbacks, "recorded": _now(),
     }  # fmt: skip
 
 
@@ -205,13 +240,13 @@ def _episode(model: Any, env: Any, seed: int, seconds: float) -> tuple[float, in
 
 
 def evaluate(table: str, models: Sequence[Path], variants: Sequence[Variant], args: argparse.Namespace) -> None:
-    """Evaluate every (model, variant) whose record is missing or made with other episodes."""
+    """Evaluate every (model, variant) without a reusable record (:func:`_reusable`)."""
     for model in models:
-        directory = record_dir(args, table, model)
+        directory, digest = record_dir(args, table, model), _sha256(model)
         for variant in variants:
             path = directory / f"{_slug(variant.name)}.json"
             stored = _read_json(path)
-            if stored is not None and _same_episodes(stored, args):
+            if stored is not None and _reusable(stored, variant, digest, args):
                 print(f"[skip] {table} {_portable(model)} {variant.name}: recorded", flush=True)
                 continue
             print(f"[eval] {table} {_portable(model)} {variant.name}", flush=True)
@@ -223,60 +258,82 @@ def evaluate(table: str, models: Sequence[Path], variants: Sequence[Variant], ar
 
 
 def eval_records(table: str, models: Sequence[Path], variants: Sequence[Variant], args: argparse.Namespace) -> dict:
-    """The stored records by (model, variant name), those made with the asked episodes only."""
+    """The stored records by (model, variant name), those made as asked only (:func:`_reusable`)."""
     found = {}
     for model in models:
+        digest = _sha256(model)
         for variant in variants:
             stored = _read_json(record_dir(args, table, model) / f"{_slug(variant.name)}.json")
-            if stored is not None and _same_episodes(stored, args):
+            if stored is not None and _reusable(stored, variant, digest, args):
                 found[(model, variant.name)] = stored
     return found
 
 
 def default_models(args: argparse.Namespace) -> list[Path]:
-    """``--models``, else the final models of the finished ``planner_arc`` runs on ``--env``."""
+    """``--models``, else the final models of the ``planner_arc`` runs on ``--env`` finished as asked (:func:`matches`)."""
     if args.models:
         return [Path(model).resolve() for model in args.models]
     runs_dir = DEFAULT_FAMILY.runs_dir(args.runs_root)
     found = []
     for seed in args.seeds:
         directory = compare.run_directory(runs_dir, args.env, "loop", seed)
-        model = compare.saved_model_path(directory, "loop", args.env) if (directory / compare.DONE_FILE).exists() else None
-        if model is not None:
+        run = compare.read_run_directory(directory, args.env, "loop") if directory.is_dir() else None
+        model = compare.saved_model_path(directory, "loop", args.env) if run is not None and run.done else None
+        if model is not None and matches(run, DEFAULT_FAMILY, args.env, args):
             found.append(model.resolve())
+        elif model is not None:
+            print(f"[eval] {_portable(directory)}: made with other steps, evaluations or -params; not used", flush=True)
     return found
 
 
-def _same_episodes(record: dict, args: argparse.Namespace) -> bool:
-    return (record.get("episodes"), record.get("seed"), record.get("max_steps")) == (args.episodes, args.seed, args.max_steps)
+def _reusable(record: dict, variant: Variant, digest: str | None, args: argparse.Namespace) -> bool:
+    """Whether a stored record is the asked evaluation of ``variant`` on the model file with SHA-256 ``digest``."""
+    asked = (args.env, args.episodes, args.seed, args.max_steps, variant.settings)
+    stored = tuple(record.get(key) for key in ("env", "episodes", "seed", "max_steps", "settings"))
+    return stored == asked and (digest is None or record.get("model_sha256") == digest)
 
 
 # ----------------------------------------------------------------------------------------------- tables
 def eval_table(records: dict, models: Sequence[Path], variants: Sequence[Variant], reference: str) -> list[str]:
-    """Return per model and over models, ms per action and its ratio to ``reference``, actor divergence."""
+    """
+    Return per model and over models (with their count), ms per action and its ratio to ``reference`` (on
+    the models that have both), actor divergence and the actor fallbacks of non-finite plans.
+    """
     names = [f"model {i + 1}" for i in range(len(models))]
     lines = ["| variant | " + " | ".join(f"{n} return" for n in names)
-             + " | mean over models | ms per action | ratio to " + reference + " | actor divergence |",
-             "|---|" + "---|" * (len(models) + 4)]  # fmt: skip
-    reference_ms = _mean([r["ms_per_action"] for (m, v), r in records.items() if v == reference])
+             + " | mean over models | ms per action | ratio to " + reference + " | actor divergence | fallbacks |",
+             "|---|" + "---|" * (len(models) + 5)]  # fmt: skip
     for variant in variants:
         found = [records.get((model, variant.name)) for model in models]
         cells = [f"{np.mean(r['returns']):.1f} ± {np.std(r['returns']):.1f}" if r else "not run" for r in found]
         done = [r for r in found if r]
         means = [float(np.mean(r["returns"])) for r in done]
         ms = _mean([r["ms_per_action"] for r in done])
-        ratio = f"{ms / reference_ms:.2f}" if ms is not None and reference_ms else "-"
-        divergence = _mean([r["actor_divergence"] for r in done])
+        paired = [(r, records[(m, reference)]) for m, r in zip(models, found) if r and (m, reference) in records]
+        reference_ms = _mean([b["ms_per_action"] for _, b in paired])
+        ratio = f"{_mean([a['ms_per_action'] for a, _ in paired]) / reference_ms:.2f}" if reference_ms else "-"
+        divergence = _mean([r["actor_divergence"] for r in done if r.get("actor_divergence") is not None])
+        fallbacks = sum(int(r.get("fallbacks") or 0) for r in done) if done else None
         lines.append(
-            f"| {variant.name} | " + " | ".join(cells) + f" | {_fmt(means)} | {_num(ms)} | {ratio} | {_num(divergence, 3)} |"
+            f"| {variant.name} | " + " | ".join(cells) + f" | {_fmt(means)} ({len(means)}) | {_num(ms)} | {ratio} | "
+            f"{_num(divergence, 3)} | {_num(fallbacks, 0)} |"
         )
-    lines += [
-        "",
-        "Models: " + "; ".join(f"{n} = `{_portable(m)}`" for n, m in zip(names, models)) if models else "Models: none found.",
-    ]
+    lines += ["", "Models: " + ("; ".join(f"{n} = {_model_label(m, records, variants)}" for n, m in zip(names, models))
+                                or "none found.")]  # fmt: skip
     missing = [f"{_portable(m)} {v.name}" for m in models for v in variants if (m, v.name) not in records]
     lines.append("Not run: " + ("; ".join(missing) if missing else "nothing."))
     return lines
+
+
+def _model_label(model: Path, records: dict, variants: Sequence[Variant]) -> str:
+    """A model's path with its training steps and trained planner settings (from its records)."""
+    stored = next((records[(model, v.name)] for v in variants if (model, v.name) in records), None)
+    if stored is None or "trained_with" not in stored:
+        return f"`{_portable(model)}`"
+    trained = stored["trained_with"]
+    settings = f"{trained.get('planner')}, H={trained.get('horizon')}, {trained.get('propagation')}"
+    seed = stored.get("planning_seed")
+    return f"`{_portable(model)}` ({stored.get('model_steps')} steps; trained with {settings}; planning seed {seed})"
 
 
 def training_table(families: Sequence[Family], env: str, args: argparse.Namespace) -> list[str]:
@@ -286,8 +343,8 @@ def training_table(families: Sequence[Family], env: str, args: argparse.Namespac
              + " | wall-clock per run [s] |", "|---|---|" + "---|" * (len(checkpoints) + 1)]  # fmt: skip
     missing = []
     for family in families:
-        runs = family_runs(family, env, args)
-        missing += [f"{family.label} seed {s}" + (f" (at {runs[s].last_step} steps)" if s in runs else "")
+        runs, found = family_runs(family, env, args), _all_family_runs(family, env, args)
+        missing += [f"{family.label} seed {s}" + _missing_note(runs.get(s), found.get(s))
                     for s in args.seeds if s not in runs or not runs[s].done]  # fmt: skip
         cells = []
         for checkpoint in checkpoints:
@@ -303,6 +360,12 @@ def training_table(families: Sequence[Family], env: str, args: argparse.Namespac
     return lines
 
 
+def _missing_note(run: compare.RunResult | None, found: compare.RunResult | None) -> str:
+    if run is not None:
+        return f" (at {run.last_step} steps)"
+    return "" if found is None else " (its run was made with other steps, evaluations or -params: not shown)"
+
+
 def training_header(args: argparse.Namespace) -> list[str]:
     return [f"Seeds {', '.join(map(str, args.seeds))}; {args.steps} env steps; evaluation every {args.eval_freq} "
             f"steps, {args.eval_episodes} deterministic episodes (the zoo's EvalCallback), return = mean over them; "
@@ -312,9 +375,12 @@ def training_header(args: argparse.Namespace) -> list[str]:
 def eval_header(args: argparse.Namespace) -> list[str]:
     cap = f", at most {args.max_steps} steps each" if args.max_steps else ""
     return [f"Env {args.env}; {args.episodes} deterministic episodes per model and variant{cap}, from the env seeds "
-            f"{args.seed}..{args.seed + args.episodes - 1} (the same start states for every variant); return: mean ± "
-            "std over episodes; ms per action: `model.predict` wall-clock per step, one torch thread; actor "
-            "divergence: mean |a_plan - a_actor|^2 (squashed actions) over the planned steps.", ""]  # fmt: skip
+            f"{args.seed}..{args.seed + args.episodes - 1} (the same start states for every variant); each variant "
+            "loads the model afresh (same ensemble, critic, actor and planning seed); return: mean ± std over "
+            "episodes, mean over models: mean ± std of the models' means (models); ms per action: `model.predict` "
+            "wall-clock per step, one torch thread (a planner's includes one actor call for the divergence); actor "
+            "divergence: mean |a_plan - a_actor|^2 (squashed actions) over the planned steps; fallbacks: planned "
+            "actions replaced by the actor's because the plan went non-finite.", ""]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -338,8 +404,12 @@ def report_horizon(args: argparse.Namespace) -> Path:
     models = default_models(args)
     records = eval_records("horizon", models, HORIZON_VARIANTS, args)
     lines = ["# Ablation: the planning horizon", "", f"Generated by `benchmarks/ablations.py` on {_now()}.", "",
-             "## At evaluation: ARC with H steps on one trained model (trained with H=3)", "",
+             "## At evaluation: ARC with H steps on one trained model (trained with H=3 unless `--models`)", "",
              f"Command: `{_stored_command(records.values(), args, 'horizon')}`", "", *eval_header(args),
+             "H counts the planned actions: a sequence scores r_0 + ... + r_{H-2} predicted by the ensemble plus the "
+             "critic's Q(s_{H-1}, a_{H-1}), so H=1 uses no model step: ARC then maximises the critic's Q(s, a) over "
+             "the first action, the actor's action among the candidates (the actor/critic plus one planning step). "
+             "Everything else (population, particles, iterations, mixture) is the model's.", "",
              *eval_table(records, models, HORIZON_VARIANTS, "H=3"), "",
              "## In training: LOOP trained with H steps", "",
              f"Command: `python benchmarks/ablations.py horizon {_training_arguments(args)}`", "",
@@ -522,6 +592,24 @@ def _double_quoted(text: str) -> str:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
+
+
+def _sha256(path: Path) -> str | None:
+    """The SHA-256 of a file (``None`` if it cannot be read, e.g. a model not on this machine)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _saved_data(model_path: Path) -> dict | None:
+    """The ``data`` JSON of a saved SB3 model (read from the zip, no torch)."""
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            data = json.loads(archive.read("data"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _read_json(path: Path) -> dict | None:
