@@ -5,17 +5,22 @@ budget, plus a deploy-time constraint on each trained LOOP model.
 Every run trains one algorithm on one task for ``--steps`` env steps (one torch thread) and, every
 ``--eval-every`` steps, evaluates the deterministic policy on ``--eval-episodes`` episodes from the same
 start states (env seeds 10000, 10001, ...) for every algorithm, recording each episode's return and
-summed ``info["cost"]``. Hyperparameters: SafeLOOP's and SAC-Lagrangian's packaged ``safe_loop.yml`` /
-``sac_lag.yml`` entries; LOOP gets SafeLOOP's entry without the constraint (horizon 8, same population,
-particles, ensemble and SAC settings), so the two differ only by the constraint. When a LOOP run ends,
-its final model is evaluated again from the same start states under a constraint given at deployment
-(:func:`sb3_loop.safe.constrain` with SafeLOOP's ``cost_threshold``): the PointGoal hazard cost read from
-the predicted lidar, or for the velocity tasks the speed read from the predicted observation (``qvel[0]``).
+summed ``info["cost"]``. Env steps are steps of the registered env, i.e. agent decisions: on
+SafetyPointGoal1AR5-v0 one env step holds the action for 5 simulator steps and reports their summed
+reward and cost, so 200000 env steps are the paper's 1M simulator steps. Hyperparameters: SafeLOOP's and
+SAC-Lagrangian's packaged ``safe_loop.yml`` / ``sac_lag.yml`` entries; LOOP gets SafeLOOP's entry
+without the constraint (horizon 8, same population, particles, ensemble and SAC settings), so the two
+differ only by the constraint. When a LOOP run ends, its final model is evaluated again from the same
+start states under a constraint given at deployment (:func:`sb3_loop.safe.constrain` with SafeLOOP's
+``cost_threshold`` and other constraint settings): the PointGoal hazard cost read from the predicted
+lidar, or for the velocity tasks the speed read from the predicted observation (``qvel[0]``).
 
 Runs are resumable: after every evaluation a run writes a checkpoint (model with its optimisers and
 ensemble, the replay buffer's filled rows, the evaluations so far) to ``--runs-dir/<task>/<algo>_seed<k>/``
 and repeating the command continues from it (random generators and the episode in progress start afresh,
-so a resumed run is not bitwise the uninterrupted one). A finished run leaves a small JSON record in
+so a resumed run is not bitwise the uninterrupted one). A checkpoint written with other settings (``--steps``,
+``--eval-*``, ``--smoke``, ``--learning-starts`` or the packaged hyperparameters) stops the script: delete that
+run's folder to start it over. A finished run leaves a small JSON record in
 ``--results-dir/runs_safe/<task>/`` (commit it): finished runs are skipped, and ``--report-only`` rebuilds
 ``--results-dir/safe_<task>.md`` and ``.png`` from the records.
 
@@ -72,10 +77,12 @@ CONSTRAINT_ARGUMENTS = (
 #: on random HalfCheetah steps, 0.99 on Hopper).
 VELOCITY_OBS_INDEX = {"HalfCheetah": 8, "Hopper": 5, "Walker2d": 8}
 EVAL_SEED = 10_000
+#: Smoke settings; learning starts within a smoke run's few hundred steps (the packaged 1000 or 10000 would leave
+#: LOOP's ensemble untrained, and the deploy-time constraint needs a trained one).
 SMOKE = {
     "loop": dict(population_size=16, num_particles=2, ensemble_size=3, num_elites=2, dynamics_hidden_sizes=(32, 32),
-                 dynamics_train_freq=100, batch_size=64, policy_kwargs=dict(net_arch=[32, 32])),
-    "sac_lag": dict(batch_size=64, policy_kwargs=dict(net_arch=[32, 32])),
+                 dynamics_train_freq=100, batch_size=64, learning_starts=100, policy_kwargs=dict(net_arch=[32, 32])),
+    "sac_lag": dict(batch_size=64, learning_starts=100, policy_kwargs=dict(net_arch=[32, 32])),
 }  # fmt: skip
 SMOKE["safe_loop"] = {**SMOKE["loop"], "max_planning_iterations": 6}
 
@@ -96,6 +103,12 @@ def algorithm_kwargs(algo: str, task: str, smoke: bool = False, learning_starts:
     if learning_starts is not None:
         kwargs["learning_starts"] = learning_starts
     return kwargs
+
+
+def deploy_constraint(task: str, smoke: bool = False) -> dict[str, Any]:
+    """SafeLOOP's constraint settings on ``task`` (threshold, pessimism, iterations, ...) without its ``cost_fn``."""
+    kwargs = algorithm_kwargs("safe_loop", task, smoke)
+    return {key: kwargs[key] for key in CONSTRAINT_ARGUMENTS if key in kwargs and key != "cost_fn"}
 
 
 def deploy_cost_fn(task: str) -> Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]:
@@ -161,13 +174,29 @@ class Run:
         return bool(record and record.get("status") == "finished" and record.get("settings") == self.settings)
 
     def latest_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint written with the same settings (``None``: start over)."""
-        candidates = []
+        """
+        The newest complete checkpoint (``None``: start over). One written with other settings stops the
+        script rather than being deleted: it may hold days of training.
+        """
+        candidates, others = [], []
         for folder in self.directory.glob("checkpoint_*"):
             state = _read_json(folder / "state.json")  # written last
-            if state is not None and state.get("settings") == self.settings:
+            if state is None:
+                continue
+            if state.get("settings") == self.settings:
                 candidates.append((state["num_timesteps"], folder))
-        return max(candidates)[1] if candidates else None
+            else:
+                others.append((folder, state.get("settings") or {}))
+        if candidates:
+            return max(candidates)[1]
+        if others:
+            folder, settings = others[0]
+            changed = sorted(key for key in {*settings, *self.settings} if settings.get(key) != self.settings.get(key))
+            raise SystemExit(
+                f"{folder} was written with other settings ({', '.join(changed)} differ): rerun with the same "
+                f"ones, or delete {self.directory} to start {self.label} over"
+            )
+        return None
 
     def execute(self) -> dict[str, Any]:
         th.set_num_threads(1)
@@ -211,9 +240,9 @@ class Run:
         if self.algo == "loop":
             record["deploy"] = self.deploy_time_constraint(model, evaluations[-1])
         model.save(self.directory / "final_model.zip")
+        _write_json(self.record_path, record)  # before the checkpoints go: a kill in between loses nothing
         for folder in self.directory.glob("checkpoint_*"):
             shutil.rmtree(folder)
-        _write_json(self.record_path, record)
         return record
 
     def write_checkpoint(self, model: Any, evaluations: list[dict[str, Any]], wall_clock: float, resumed: list[int]) -> None:
@@ -240,13 +269,15 @@ class Run:
         The final LOOP model from the same start states under a constraint given now (without it: its final
         evaluation, deterministic, so the same episodes).
         """
-        threshold = float(algorithm_kwargs("safe_loop", self.task).get("cost_threshold", 0.2))
-        policy = constrain(model, deploy_cost_fn(self.task), threshold)
+        constraint = deploy_constraint(self.task, self.args.smoke)
+        threshold = float(constraint.pop("cost_threshold", 0.2))
+        policy = constrain(model, deploy_cost_fn(self.task), threshold, **constraint)
         model.policy.pop_planning_time()
         constrained = evaluate(policy, self.task, self.args.eval_episodes, self.args.eval_max_steps)
         feasibility = policy.pop_feasibility() or {}
         return {
             "cost_threshold": threshold,
+            "constraint": constraint,
             "without": {key: final_evaluation[key] for key in ("returns", "costs")},
             "with": constrained,
             "feasible_fraction": feasibility.get("feasible_fraction"),
@@ -403,7 +434,12 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=200_000, help="env steps per run (the same for every algorithm)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=200_000,
+        help="env steps per run, the same for every algorithm (AR5: agent steps, 5 simulator steps each)",
+    )
     parser.add_argument("--eval-every", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--eval-max-steps", type=int, default=None, help="cut evaluation episodes (smoke tests)")
@@ -416,6 +452,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.only:
         task, algo, seed = args.only
+        if algo not in ALGOS:
+            parser.error(f"--only: algorithm {algo!r} is not one of {', '.join(ALGOS)}")
         runs = [(task, algo, int(seed))]
         args.tasks = [task]
     else:
