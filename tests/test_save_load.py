@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import zipfile
 
 import numpy as np
@@ -24,9 +25,7 @@ PLANNING_KWARGS = dict(horizon=4, population_size=12, num_particles=3, planning_
 def saved(tmp_path_factory):
     """A model trained for 250 steps (ensemble fitted twice), saved with its replay buffer."""
     folder = tmp_path_factory.mktemp("saved")
-    model = LOOP(
-        "MlpPolicy", make_vec_env(ENV_ID, n_envs=1, seed=0), seed=0, **tiny_kwargs(**PLANNING_KWARGS)
-    )
+    model = LOOP("MlpPolicy", make_vec_env(ENV_ID, n_envs=1, seed=0), seed=0, **tiny_kwargs(**PLANNING_KWARGS))
     model.learn(250)
     model.save(folder / "loop.zip")
     model.save_replay_buffer(folder / "buffer.pkl")
@@ -134,6 +133,25 @@ def test_unseeded_model_reproduces_after_load(tmp_path):
     assert loaded.policy.planning_seed == model.planning_seed
     obs = np.array([0.3, -0.9, 0.5], dtype=np.float32)
     np.testing.assert_array_equal(plan_action(loaded, obs), plan_action(model, obs))
+
+
+def test_file_saved_without_planning_seed_plans_with_the_training_seed(saved, tmp_path):
+    """Models saved before the planning seed existed plan with their training seed, the same at every load."""
+    model, folder = saved
+    old_file = tmp_path / "old.zip"
+    with zipfile.ZipFile(folder / "loop.zip") as source, zipfile.ZipFile(old_file, "w") as target:
+        for item in source.infolist():
+            content = source.read(item.filename)
+            if item.filename == "data":
+                data = json.loads(content)
+                assert data.pop("planning_seed") == 0
+                content = json.dumps(data).encode()
+            target.writestr(item, content)
+    first, second = LOOP.load(old_file), LOOP.load(old_file)
+    assert first.planning_seed == second.planning_seed == first.policy.planning_seed == model.seed == 0
+    obs = np.array([0.3, -0.9, 0.5], dtype=np.float32)
+    np.testing.assert_array_equal(plan_action(first, obs), plan_action(second, obs))
+    np.testing.assert_array_equal(plan_action(first, obs), plan_action(model, obs))
 
 
 def test_load_without_zip_suffix(saved):

@@ -452,6 +452,9 @@ class PlanningAlgorithmMixin(_Base):
     def _merge_saved_settings(cls, data: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Turn constructor-style overrides into the saved attributes they live in."""
         kwargs = dict(kwargs)
+        if "planning_seed" not in data and "planning_seed" not in kwargs:
+            # Saved before the planning seed was: plan with the training seed, the same one at every load.
+            kwargs["planning_seed"] = int(data["seed"]) if data.get("seed") is not None else 0
         names = field_names(cls.arc_arguments)
         if "planner" in kwargs:
             kwargs["planner_name"] = check_planner_name(kwargs.pop("planner"), cls.planner_names)
