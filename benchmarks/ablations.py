@@ -48,7 +48,6 @@ import shlex
 import statistics
 import sys
 import time
-import zipfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -188,7 +187,7 @@ def load_model(model_path: Path) -> Any:
     """
     from sb3_loop import LOOP
 
-    data = _saved_data(model_path)
+    data = compare.read_saved_data(model_path)
     missing_seed = data is not None and "planning_seed" not in data
     return LOOP.load(model_path, device="cpu", **({"planning_seed": int(data.get("seed") or 0)} if missing_seed else {}))
 
@@ -600,16 +599,6 @@ def _sha256(path: Path) -> str | None:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
-
-
-def _saved_data(model_path: Path) -> dict | None:
-    """The ``data`` JSON of a saved SB3 model (read from the zip, no torch)."""
-    try:
-        with zipfile.ZipFile(model_path) as archive:
-            data = json.loads(archive.read("data"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _read_json(path: Path) -> dict | None:

@@ -280,13 +280,15 @@ def saved_model_path(directory: Path, algo: str, env: str) -> Path | None:
 
 
 def saved_model_data(directory: Path, algo: str, env: str) -> dict | None:
-    """The ``data`` JSON of the final model the zoo saved for a run (:func:`saved_model_path`; read from the
-    zip, no torch)."""
+    """The ``data`` JSON of the final model the zoo saved for a run (:func:`saved_model_path`)."""
     model = saved_model_path(directory, algo, env)
-    if model is None:
-        return None
+    return None if model is None else read_saved_data(model)
+
+
+def read_saved_data(model_path: Path) -> dict | None:
+    """The ``data`` JSON of a saved SB3 model (read from the zip, no torch); ``None`` if unreadable."""
     try:
-        with zipfile.ZipFile(model) as archive:
+        with zipfile.ZipFile(model_path) as archive:
             data = json.loads(archive.read("data"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
