@@ -59,7 +59,11 @@ class OfflineLOOP(PlanningAlgorithmMixin, OfflineAlgorithm):
     Paper: https://arxiv.org/abs/2008.10066. Defaults are the paper's offline configuration and the
     defaults of its code's offline ARC (horizon 5, 100 sequences, 4 particles, one iteration, kappa 0.3,
     noise 0.01, smoothing 0, pessimism 1, no extra noise-free prior sequences, every elite carrying every
-    particle).
+    particle). One difference of scale: the paper's code takes the mean and std over the particles of one
+    member (the last elite, as its loop overwrites the others) and divides the score by members x particles
+    (7 x 4) before ``exp(kappa * score)``; here the statistics are over all elites' particles and the score
+    is not divided, so its ``kappa`` 0.3 corresponds to about 0.3 / 28 here, a much flatter weighting.
+    ``kappa`` is one of the ``-optimize`` search dimensions.
 
     :param policy: The policy model to use (``"MlpPolicy"``).
     :param env: The environment whose spaces the dataset must fit; callbacks evaluate on it. May be ``None``
