@@ -120,9 +120,7 @@ def test_elites_are_lowest_holdout_members(trained) -> None:
     n = len(data["obs"])
     holdout = torch.as_tensor(holdout_mask(np.arange(n), 0.2))
     obs, action = torch.as_tensor(data["obs"])[holdout], torch.as_tensor(data["action"])[holdout]
-    targets = model.make_targets(
-        obs, torch.as_tensor(data["reward"])[holdout], torch.as_tensor(data["next_obs"])[holdout]
-    )
+    targets = model.make_targets(obs, torch.as_tensor(data["reward"])[holdout], torch.as_tensor(data["next_obs"])[holdout])
     with torch.no_grad():
         mean, _ = model(model.normalize_inputs(obs, action))
     y = (targets - model.target_mean) / model.target_std
@@ -308,3 +306,27 @@ def test_non_finite_rows_are_dropped() -> None:
             assert torch.isfinite(tensor).all(), name
     pred = model.sample(torch.randn(8, OBS_DIM), torch.rand(8, ACT_DIM), deterministic=True)
     assert torch.isfinite(pred.next_obs).all() and torch.isfinite(pred.reward).all()
+
+
+def test_cpu_inference_in_chunks_matches_one_pass(monkeypatch) -> None:
+    """Without gradients large batches are evaluated in chunks of rows: the same predictions, in order."""
+    from sb3_loop.dynamics import ensemble as ensemble_module
+
+    torch.manual_seed(0)
+    model = ProbabilisticEnsemble(3, 2, ensemble_size=3, num_elites=2, hidden_sizes=(8, 8))
+    inputs = torch.randn(3, 50, 5)
+    with torch.no_grad():
+        whole = model(inputs)
+        monkeypatch.setattr(ensemble_module, "CPU_INFERENCE_CHUNK", 7)
+        chunked = model(inputs)
+    for expected, got in zip(whole, chunked):
+        assert got.shape == expected.shape == (3, 50, 3 + 1)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    calls = []
+    monkeypatch.setattr(model, "_predict", lambda x: calls.append(x.shape[1]) or (x[..., :4], x[..., :4]))
+    with torch.no_grad():
+        model(inputs)
+    assert calls == [7] * 7 + [1]
+    calls.clear()
+    model(inputs)  # with gradients (training): one pass
+    assert calls == [50]

