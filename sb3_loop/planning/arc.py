@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,8 +11,7 @@ from sb3_loop.checks import check_number
 from sb3_loop.planning.sampling import (
     PlannerRandom,
     SamplingConfig,
-    SamplingPlanner,
-    truncated_gaussian_sequences,
+    TruncatedGaussianPlanner,
 )
 
 #: How candidate sequences are proposed, see :class:`ARCConfig`.
@@ -61,8 +58,7 @@ class ARCConfig(SamplingConfig):
             check_number(name, getattr(self, name), 0.0, low_open=True)
         if self.proposal not in PROPOSAL_MODES:
             raise ValueError(f"proposal={self.proposal!r} must be one of {PROPOSAL_MODES}")
-        if not (isinstance(self.noise_std, numbers.Real) and math.isfinite(self.noise_std) and self.noise_std >= 0):
-            raise ValueError(f"noise_std={self.noise_std!r} must be a finite number >= 0")
+        check_number("noise_std", self.noise_std, 0.0)
         check_number("smoothing", self.smoothing, 0.0, 1.0)
 
     @property
@@ -71,7 +67,7 @@ class ARCConfig(SamplingConfig):
         return round(self.mixture_coef * self.population_size)
 
 
-class ARCPlanner(SamplingPlanner):
+class ARCPlanner(TruncatedGaussianPlanner):
     """
     ARC (LOOP's planner): a truncated-normal population around the plan's mean (or, with
     ``proposal="prior"``, noisy rollouts of the actor) plus the actor's own trajectories through the
@@ -83,16 +79,6 @@ class ARCPlanner(SamplingPlanner):
 
     config_class = ARCConfig
     config: ARCConfig
-
-    def _initial_var(self, mean: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        return ((high - low) ** 2 / self.config.init_var_divisor).expand_as(mean)
-
-    def _propose(
-        self, mean: torch.Tensor, var: torch.Tensor, rng: PlannerRandom, low: torch.Tensor, high: torch.Tensor
-    ) -> torch.Tensor:
-        """N sequences [B, N, H, A] from a truncated normal whose variance keeps samples in bounds."""
-        cfg = self.config
-        return truncated_gaussian_sequences(mean, var, rng, low, high, cfg.population_size, cfg.truncation)
 
     def _proposer(
         self, obs: torch.Tensor, rng: PlannerRandom, low: torch.Tensor, high: torch.Tensor

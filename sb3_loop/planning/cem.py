@@ -8,12 +8,10 @@ import torch
 
 from sb3_loop.checks import check_number
 from sb3_loop.planning.sampling import (
-    PlannerRandom,
     SamplingConfig,
-    SamplingPlanner,
+    TruncatedGaussianPlanner,
     elite_count,
     elite_weights,
-    truncated_gaussian_sequences,
 )
 
 
@@ -49,7 +47,7 @@ class CEMConfig(SamplingConfig):
         return elite_count(self.elite_fraction, self.population_size)
 
 
-class CEMPlanner(SamplingPlanner):
+class CEMPlanner(TruncatedGaussianPlanner):
     """
     CEM: every iteration samples N sequences from a truncated normal around the plan's mean (variance
     capped to keep samples in bounds, as ARC and PETS), keeps the top ``num_elites`` by score and moves
@@ -60,15 +58,6 @@ class CEMPlanner(SamplingPlanner):
 
     config_class = CEMConfig
     config: CEMConfig
-
-    def _initial_var(self, mean: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        return ((high - low) ** 2 / self.config.init_var_divisor).expand_as(mean)
-
-    def _propose(
-        self, mean: torch.Tensor, var: torch.Tensor, rng: PlannerRandom, low: torch.Tensor, high: torch.Tensor
-    ) -> torch.Tensor:
-        cfg = self.config
-        return truncated_gaussian_sequences(mean, var, rng, low, high, cfg.population_size, cfg.truncation)
 
     def _weights(self, scores: torch.Tensor) -> torch.Tensor:
         return elite_weights(scores, self.config.num_elites, temperature=0.0)

@@ -384,6 +384,24 @@ class SamplingPlanner:
         return obs.float()
 
 
+class TruncatedGaussianPlanner(SamplingPlanner):
+    """
+    A planner that samples its population from a normal around the plan's mean, truncated so that every
+    sample stays within the bounds (ARC's and PETS's CEM sampling). Its config has ``init_var_divisor``
+    (initial variance ``(high - low)^2 / init_var_divisor``) and ``truncation`` (in standard deviations).
+    """
+
+    def _initial_var(self, mean: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        return ((high - low) ** 2 / self.config.init_var_divisor).expand_as(mean)
+
+    def _propose(
+        self, mean: torch.Tensor, var: torch.Tensor, rng: PlannerRandom, low: torch.Tensor, high: torch.Tensor
+    ) -> torch.Tensor:
+        """N sequences [B, N, H, A] from a truncated normal whose variance keeps samples in bounds."""
+        cfg = self.config
+        return truncated_gaussian_sequences(mean, var, rng, low, high, cfg.population_size, cfg.truncation)
+
+
 def truncated_gaussian_sequences(
     mean: torch.Tensor,
     var: torch.Tensor,
