@@ -15,12 +15,11 @@ import pytest
 import torch as th
 import yaml
 from analytic import PointMass as AnalyticPointMass
-from analytic import zero_value
+from analytic import Spy, zero_value
 from loop_helpers import recording_logger
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.monitor import Monitor
 from test_offline_priors import PointMass, mean_return, pendulum_dataset, rollout_dataset
-from test_planner import Spy
 
 from sb3_loop import LOOP, OfflineLOOP, zoo
 from sb3_loop.dynamics import holdout_mask

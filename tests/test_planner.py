@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from analytic import PointMass, zero_actor, zero_value
+from analytic import ActionCostModel, NaNModel, PointMass, Spy, gen, tiny_ensemble, zero_actor, zero_value
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,30 +21,11 @@ MODES = ("paper", "random_elite")
 SMALL = {"population_size": 32, "num_particles": 2, "iterations": 3}
 
 
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def point_mass_planner(low=-1.0, high=1.0, value_fn=zero_value, actor=None, model=None, **config) -> ARCPlanner:
     model = model or PointMass(goal=1.0, dt=0.5)
     actor = actor or zero_actor(model.action_dim)
     cfg = ARCConfig(**{**SMALL, "mixture_coef": 0.0, **config})
     return ARCPlanner(model, actor, value_fn, [low] * model.action_dim, [high] * model.action_dim, cfg)
-
-
-class Spy:
-    """Wraps a planner's private step to record its arguments and results."""
-
-    def __init__(self, planner: ARCPlanner, name: str) -> None:
-        self.calls: list[tuple[tuple, object]] = []
-        original = getattr(planner, name)
-
-        def wrapper(*args, **kwargs):
-            result = original(*args, **kwargs)
-            self.calls.append((args, result))
-            return result
-
-        setattr(planner, name, wrapper)
 
 
 # ------------------------------------------------------------------------------------------ direction
@@ -67,16 +48,6 @@ def test_first_action_moves_toward_goal(propagation: str, deterministic: bool) -
 
 
 # --------------------------------------------------------------------------------------------- bounds
-class ActionCostModel(PointMass):
-    """Point mass whose reward also penalises actions away from a per-dimension target."""
-
-    def __init__(self, target: torch.Tensor, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.target = target
-
-    def step_members(self, obs, action, noise):
-        step = super().step_members(obs, action, noise)
-        return StepPrediction(step.next_obs, step.reward - ((action - self.target) ** 2).sum(-1), None)
 
 
 @settings(max_examples=25, deadline=None)
@@ -186,9 +157,6 @@ def test_reset_clears_chosen_envs_only() -> None:
 
 
 # ----------------------------------------------------------------------------------- reproducibility
-def tiny_ensemble(obs_dim: int = 3, action_dim: int = 2, seed: int = 0) -> ProbabilisticEnsemble:
-    torch.manual_seed(seed)
-    return ProbabilisticEnsemble(obs_dim, action_dim, ensemble_size=3, num_elites=2, hidden_sizes=(16, 16))
 
 
 def ensemble_planner(model: ProbabilisticEnsemble, propagation: str, **config) -> ARCPlanner:
@@ -293,21 +261,6 @@ def test_single_observation_returns_single_action() -> None:
 
 
 # -------------------------------------------------------------------------------- non-finite models
-class NaNModel(PointMass):
-    """Point mass returning NaN (reward or next state) for rows whose state is beyond ``threshold``."""
-
-    def __init__(self, what: str, threshold: float = 4.0) -> None:
-        super().__init__(goal=1.0, dt=0.5)
-        self.what, self.threshold = what, threshold
-
-    def step_members(self, obs, action, noise):
-        next_obs, reward, _ = super().step_members(obs, action, noise)
-        bad = obs[..., 0] > self.threshold
-        if self.what == "reward":
-            reward = torch.where(bad, torch.full_like(reward, math.nan), reward)
-        else:
-            next_obs = torch.where(bad[..., None], torch.full_like(next_obs, math.nan), next_obs)
-        return StepPrediction(next_obs, reward, None)
 
 
 ACTOR_ACTION = 0.37

@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from analytic import PointMass, zero_actor, zero_value
+from analytic import ActionCostModel, NaNModel, PointMass, Spy, gen, tiny_ensemble, zero_actor, zero_value
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from loop_helpers import recording_logger, tiny_kwargs
@@ -46,10 +46,6 @@ SMALL = {"population_size": 32, "num_particles": 2, "iterations": 3}
 PLANNER_CLASSES = {"arc": ARCPlanner, "cem": CEMPlanner, "mppi": MPPIPlanner, "shooting": RandomShootingPlanner}
 
 
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def make(name: str, model=None, actor=None, value_fn=zero_value, low=-1.0, high=1.0, scorer=None, **config):
     """A planner by name on the point mass (ARC without the actor: ``mixture_coef=0``)."""
     model = model or PointMass(goal=1.0, dt=0.5)
@@ -57,21 +53,6 @@ def make(name: str, model=None, actor=None, value_fn=zero_value, low=-1.0, high=
     settings = {**SMALL, "mixture_coef": 0.0, **config}
     bounds = ([low] * model.action_dim, [high] * model.action_dim)
     return build_planner(name, model, actor, value_fn, *bounds, settings=settings, scorer=scorer)
-
-
-class Spy:
-    """Wraps a planner's private step to record its arguments and results."""
-
-    def __init__(self, planner, name: str) -> None:
-        self.calls: list[tuple[tuple, object]] = []
-        original = getattr(planner, name)
-
-        def wrapper(*args, **kwargs):
-            result = original(*args, **kwargs)
-            self.calls.append((args, result))
-            return result
-
-        setattr(planner, name, wrapper)
 
 
 # ------------------------------------------------------------------------------------------ direction
@@ -95,16 +76,6 @@ def test_first_action_moves_toward_goal(name: str, propagation: str, determinist
 
 
 # --------------------------------------------------------------------------------------------- bounds
-class ActionCostModel(PointMass):
-    """Point mass whose reward also penalises actions away from a per-dimension target."""
-
-    def __init__(self, target: torch.Tensor, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.target = target
-
-    def step_members(self, obs, action, noise):
-        step = super().step_members(obs, action, noise)
-        return StepPrediction(step.next_obs, step.reward - ((action - self.target) ** 2).sum(-1), None)
 
 
 @settings(max_examples=30, deadline=None)
@@ -223,9 +194,6 @@ def test_elite_weights() -> None:
 
 
 # ----------------------------------------------------------------------------------- reproducibility
-def tiny_ensemble(obs_dim: int = 3, action_dim: int = 2, seed: int = 0) -> ProbabilisticEnsemble:
-    torch.manual_seed(seed)
-    return ProbabilisticEnsemble(obs_dim, action_dim, ensemble_size=3, num_elites=2, hidden_sizes=(16, 16))
 
 
 def ensemble_planner(name: str, model: ProbabilisticEnsemble, propagation: str):
@@ -325,19 +293,11 @@ def test_constrained_scorer_keeps_the_cost_budget(name: str) -> None:
     assert ((constrained > 0.25) & (constrained <= 0.4 + 1e-5)).all(), constrained
 
 
-class NaNModel(PointMass):
-    """Point mass whose rewards are NaN for states beyond 4."""
-
-    def step_members(self, obs, action, noise):
-        next_obs, reward, _ = super().step_members(obs, action, noise)
-        return StepPrediction(next_obs, torch.where(obs[..., 0] > 4.0, math.nan, reward), None)
-
-
 @pytest.mark.parametrize("name", NEW)
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_non_finite_predictions_fall_back_to_actor(name: str, deterministic: bool) -> None:
     actor = lambda o: torch.full((o.shape[0], 1), 0.37)  # noqa: E731
-    planner = make(name, model=NaNModel(goal=1.0, dt=0.5), actor=actor)
+    planner = make(name, model=NaNModel("reward"), actor=actor)
     action = planner.plan(torch.tensor([[-1.0], [6.0]]), deterministic=deterministic, generator=gen(0))
     assert action[1, 0] == pytest.approx(0.37) and action[0, 0] > 0
     assert planner.num_fallbacks == 1 and torch.isfinite(planner._mean).all()
