@@ -13,6 +13,7 @@ Writes ``benchmarks/results/velocity_binding.md`` (``--out``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import gymnasium as gym
@@ -31,18 +32,15 @@ def episode_velocities(model: LOOP, env_id: str, seed: int, planner: bool) -> tu
     env = gym.make(env_id)
     obs, _ = env.reset(seed=seed)
     velocities, episode_return, start = [], 0.0, True
-    while True:
-        if planner:
+    with contextlib.nullcontext() if planner else model.actor_only():
+        while True:
             action, _ = model.predict(obs, deterministic=True, episode_start=np.array([start]))
-        else:
-            with model.actor_only():
-                action, _ = model.predict(obs, deterministic=True)
-        start = False
-        obs, reward, terminated, truncated, info = env.step(action)
-        episode_return += float(reward)
-        velocities.append(info["x_velocity"])
-        if terminated or truncated:
-            return episode_return, np.asarray(velocities)
+            start = False
+            obs, reward, terminated, truncated, info = env.step(action)
+            episode_return += float(reward)
+            velocities.append(info["x_velocity"])
+            if terminated or truncated:
+                return episode_return, np.asarray(velocities)
 
 
 def main() -> None:
