@@ -37,6 +37,7 @@ buffers (``--sac MODEL.zip BUFFER.pkl``, ``--td3 ...``), each evaluated alone an
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -52,6 +53,7 @@ from sb3_loop.datasets import OfflineDataset, load_dataset, normalized_score
 from sb3_loop.datasets.registry import parse_dataset_name
 
 HERE = Path(__file__).resolve().parent
+REPOSITORY = HERE.parent
 RESULTS_DIR = HERE / "results"
 MODELS_DIR = HERE / "runs_offline_loop"
 PRIOR_MODELS_DIR = HERE / "runs_offline_priors"
@@ -260,7 +262,8 @@ def run_lookahead(args: argparse.Namespace) -> None:
     for name, cls, paths in (("sac", SAC, args.sac), ("td3", TD3, args.td3)):
         if not paths:
             continue
-        path = args.results_dir / "offline_loop" / "lookahead" / f"{args.env}_{name}_{Path(paths[0]).stem}.json"
+        digest = hashlib.sha256(Path(paths[0]).read_bytes()).hexdigest()
+        path = args.results_dir / "offline_loop" / "lookahead" / f"{args.env}_{name}_{digest[:12]}.json"
         if path.is_file():
             continue
         th.set_num_threads(1)
@@ -273,7 +276,8 @@ def run_lookahead(args: argparse.Namespace) -> None:
         timing = timing.astype(np.float32)
         alone = evaluate(model_predict(model), args.env, args.eval_episodes)
         planned = evaluate(model_predict(policy), args.env, args.eval_episodes)
-        record = {"env_id": args.env, "algo": name, "model": paths[0], "replay_buffer": paths[1],
+        record = {"env_id": args.env, "algo": name, "model": _portable(paths[0]), "model_sha256": digest,
+                  "replay_buffer": _portable(paths[1]), "seed": _model_seed(model),
                   "planner": args.lookahead_planner, "transitions": int(model.replay_buffer.size()),
                   "fit_seconds": fit_seconds, "returns_alone": alone.tolist(), "returns_lookahead": planned.tolist(),
                   "ms_per_action_alone": ms_per_action(model, timing),
@@ -281,6 +285,16 @@ def run_lookahead(args: argparse.Namespace) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=1) + "\n")
         print(f"[lookahead {args.env} {name}] alone {alone.mean():.1f}, with lookahead {planned.mean():.1f}")
+
+
+def _portable(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it (records must not hold machine paths)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPOSITORY)) if resolved.is_relative_to(REPOSITORY) else str(path)
+
+
+def _model_seed(model: Any) -> int | None:
+    return None if model.seed is None else int(model.seed)
 
 
 # ----------------------------------------------------------------------------------- report
@@ -294,13 +308,22 @@ def write_report(results_dir: Path, beta_dataset: str) -> None:
     for record in records:
         table.setdefault((record["dataset"], record["variant"]), {})[record["seed"]] = record["score_mean"]
     datasets = sorted({r["dataset"] for r in records})
+    lines = ["# OfflineLOOP: the prior alone vs planning around it", ""]
+    lines += _offline_loop_lines(records, table, datasets, beta_dataset) if records else ["No OfflineLOOP runs yet."]
+    if lookaheads:
+        lines += ["", *_lookahead_lines(lookaheads)]
+    (results_dir / "offline_loop.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if records:
+        plot(table, datasets, beta_dataset, results_dir / "offline_loop.png")
+
+
+def _offline_loop_lines(records: list[dict], table: dict, datasets: list[str], beta_dataset: str) -> list[str]:
     steps = sorted({r["steps"] for r in records})
     episodes = sorted({r["eval_episodes"] for r in records})
     caps = sorted({r["settings"].get("dynamics_max_epochs", 0) or 0 for r in records})
     fit = "to early stopping" + ("" if caps == [0] else f" (epoch caps {caps}; 0 = none)")
     lines = [
-        "# OfflineLOOP: the prior alone vs planning around it",
-        "",
         f"D4RL-normalised score (mean ± std over seeds, n = seeds), CRR prior trained {steps} gradient steps, "
         f"ensemble fitted {fit}, {episodes} evaluation episodes from the same start states for both; "
         "the same trained prior, critic and ensemble per seed. Planner: OfflineLOOP's defaults (H 5, 100 noisy "
@@ -310,27 +333,43 @@ def write_report(results_dir: Path, beta_dataset: str) -> None:
         "| dataset | prior | OfflineLOOP | OfflineLOOP - prior (paired over seeds) | ms per action (prior / planner) |",
         "|---|---|---|---|---|",
     ]
+    prior_means, loop_means = [], []
     for dataset in datasets:
         prior, loop = table.get((dataset, "prior"), {}), table.get((dataset, "offline_loop_beta1"), {})
         paired = [loop[s] - prior[s] for s in sorted(set(prior) & set(loop))]
+        if paired:
+            prior_means.append(np.mean([prior[s] for s in set(prior) & set(loop)]))
+            loop_means.append(np.mean([loop[s] for s in set(prior) & set(loop)]))
         lines.append(f"| {dataset} | {_cell(list(prior.values()))} | {_cell(list(loop.values()))} | {_cell(paired, '+')} | "
                      f"{_ms(records, dataset, 'prior')} / {_ms(records, dataset, 'offline_loop_beta1')} |")  # fmt: skip
+    if prior_means:
+        prior_mean, loop_mean = float(np.mean(prior_means)), float(np.mean(loop_means))
+        lines += ["", f"Mean over the {len(prior_means)} dataset(s) with both: prior {prior_mean:.1f}, OfflineLOOP "
+                  f"{loop_mean:.1f} ({100 * (loop_mean / prior_mean - 1):+.1f}%; target +15%)."]  # fmt: skip
     sweep = [(beta, table.get((beta_dataset, f"offline_loop_beta{beta:g}"), {})) for beta in BETA_SWEEP]
     if any(scores for _, scores in sweep):
         lines += ["", f"Pessimism on {beta_dataset} (same models):", "", "| beta_pessimism | score |", "|---|---|"]
         lines += [f"| {beta:g} | {_cell(list(scores.values()))} |" for beta, scores in sweep]
-    if lookaheads:
-        lines += ["", "`sb3_loop.lookahead` on saved models and their replay buffers (returns, same start states):", "",
-                  "| env | model | planner | alone | with lookahead | ms per action (alone / lookahead) |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
-        for r in lookaheads:
-            lines.append(f"| {r['env_id']} | {r['algo']} ({r['model']}) | {r['planner']} | {_cell(r['returns_alone'])} | "
-                         f"{_cell(r['returns_lookahead'])} | {r['ms_per_action_alone']:.1f} / "
-                         f"{r['ms_per_action_lookahead']:.1f} |")  # fmt: skip
-    (results_dir / "offline_loop.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    if records:
-        plot(table, datasets, beta_dataset, results_dir / "offline_loop.png")
+    return lines
+
+
+def _lookahead_lines(lookaheads: list[dict]) -> list[str]:
+    lines = [
+        "`sb3_loop.lookahead` on saved models and their replay buffers: returns of the model alone and with the "
+        "lookahead (ensemble fitted on the model's own replay buffer, the model's actor as proposal and its critic "
+        "as terminal value), deterministic, on the same start states (episode k reset with seed 10000 + k).",
+        "",
+        "| env | model (seed) | planner | transitions | alone | with lookahead | paired difference | "
+        "ms per action (alone / lookahead) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in lookaheads:
+        paired = list(np.subtract(r["returns_lookahead"], r["returns_alone"]))
+        lines.append(f"| {r['env_id']} | {r['algo']} ({r.get('seed')}) | {r['planner']} | {r['transitions']} | "
+                     f"{_cell(r['returns_alone'])} | {_cell(r['returns_lookahead'])} | {_cell(paired, '+')} | "
+                     f"{r['ms_per_action_alone']:.1f} / {r['ms_per_action_lookahead']:.1f} |")  # fmt: skip
+    lines += ["", "Models: " + ", ".join(f"`{r['model']}`" for r in lookaheads) + "."]
+    return lines
 
 
 def _cell(values: list[float], sign: str = "") -> str:
@@ -374,7 +413,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=30_000, help="gradient steps of the prior per run")
     parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--beta-dataset", default="Hopper-v5-medium", help="dataset of the beta_pessimism sweep")
+    parser.add_argument("--beta-dataset", default="HalfCheetah-v5-medium", help="dataset of the beta_pessimism sweep")
     parser.add_argument("--dynamics-max-epochs", type=int, default=None, help="cap the ensemble fit (default: none)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
