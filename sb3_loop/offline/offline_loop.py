@@ -61,8 +61,9 @@ class OfflineLOOP(PlanningAlgorithmMixin, OfflineAlgorithm):
     noise 0.01, smoothing 0, pessimism 1, no extra noise-free prior sequences, every elite carrying every
     particle). One difference of scale: the paper's code takes the mean and std over the particles of one
     member (the last elite, as its loop overwrites the others) and divides the score by members x particles
-    (7 x 4) before ``exp(kappa * score)``; here the statistics are over all elites' particles and the score
-    is not divided, so its ``kappa`` 0.3 corresponds to about 0.3 / 28 here, a much flatter weighting.
+    (5 x 4 with its offline config's 5 members) before ``exp(kappa * score)``; here the statistics are over
+    all elites' particles and the score is not divided, so its ``kappa`` 0.3 acts like 0.3 / 20 = 0.015
+    here, a much flatter weighting than our default.
     ``kappa`` is one of the ``-optimize`` search dimensions.
 
     :param policy: The policy model to use (``"MlpPolicy"``).
