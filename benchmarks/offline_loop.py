@@ -149,7 +149,7 @@ def train(
         if info["steps"] != steps or info["settings"] != _as_json(settings):
             raise SystemExit(f"{path} was trained with other --steps or settings: delete it or keep them")
         return OfflineLOOP.load(path, device="cpu"), info
-    model = OfflineLOOP("MlpPolicy", env_id, dataset, seed=seed, device="cpu", **settings)
+    model = OfflineLOOP("MlpPolicy", env_id, dataset, seed=seed, device="cpu", verbose=1, **settings)
     ensemble_path = models_dir / dataset_name / "ensemble.pt"
     start = time.perf_counter()
     ensemble_info = load_shared_ensemble(model, ensemble_path, settings) if share_ensemble else None
@@ -270,7 +270,9 @@ def run_lookahead(args: argparse.Namespace) -> None:
         model = cls.load(paths[0], device="cpu")
         model.load_replay_buffer(paths[1])
         start = time.perf_counter()
-        policy = lookahead(model, model.replay_buffer, planner=args.lookahead_planner, seed=0, termination_fn=args.env)
+        policy = lookahead(
+            model, model.replay_buffer, planner=args.lookahead_planner, seed=0, termination_fn=args.env, verbose=1
+        )
         fit_seconds = time.perf_counter() - start
         timing = model.replay_buffer.observations[: model.replay_buffer.size() : 997, 0][:TIMING_OBSERVATIONS]
         timing = timing.astype(np.float32)

@@ -27,7 +27,7 @@ from sb3_loop.common.planning import (
 )
 from sb3_loop.common.policies import PlanningPolicyMixin, check_loop_spaces, deterministic_action, terminal_value
 from sb3_loop.datasets import OfflineDataset, fill_replay_buffer, load_dataset
-from sb3_loop.dynamics import EnsembleTrainingStats, train_ensemble
+from sb3_loop.dynamics import EnsembleTrainingStats, print_fit_progress, train_ensemble
 from sb3_loop.planning import MeanReturn, PessimisticReturn, Scorer
 
 #: The planners ``lookahead`` offers: LOOP's online ARC and OfflineLOOP's.
@@ -123,7 +123,7 @@ def lookahead(
     :param termination_fn: Env id or callable ``next_obs -> done`` (``None``: the model's env id, else the
         dataset's ``metadata["env"]``, else never terminates).
     :param seed: Seeds the ensemble fit and the planner (``planning_seed``; ``None``: one is drawn).
-    :param verbose: 1: print the fit's holdout error and time.
+    :param verbose: 1: print the fit's holdout error and time, after every epoch and at the end.
     :param settings: Planner and ensemble settings by LOOP's / OfflineLOOP's constructor names (``horizon``,
         ``population_size``, ``kappa``, ``noise_std``, ``ensemble_size``, ``dynamics_hidden_sizes``,
         ``dynamics_max_epochs``, ...). The ensemble is fitted once, so by default to early stopping
@@ -163,6 +163,7 @@ def lookahead(
         config=parsed.dynamics_training_config,
         generator=th.Generator().manual_seed(planning_seed),
         indices=np.arange(len(rewards)),
+        on_epoch=print_fit_progress(len(rewards)) if verbose else None,
     )
     dynamics.eval()
     if verbose:

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from sb3_loop.dynamics import EnsembleTrainingConfig, ProbabilisticEnsemble, holdout_mask, train_ensemble
+from sb3_loop.dynamics import (
+    EnsembleTrainingConfig,
+    ProbabilisticEnsemble,
+    holdout_mask,
+    print_fit_progress,
+    train_ensemble,
+)
 
 torch.set_num_threads(1)
 
@@ -109,6 +115,27 @@ def test_max_epochs_caps_training() -> None:
     stats = fit(model, optimizer, make_data(400, seed=1), seed=1, max_epochs=3, patience=100)
     assert stats.epochs == 3
     assert len(stats.holdout_history) == 4
+
+
+def test_on_epoch_reports_every_epoch(capsys) -> None:
+    model, optimizer = new_model(seed=1)
+    data = make_data(400, seed=1)
+    seen: list[tuple[int, float]] = []
+    stats = train_ensemble(
+        model,
+        optimizer,
+        data["obs"],
+        data["action"],
+        data["reward"],
+        data["next_obs"],
+        config=EnsembleTrainingConfig(max_epochs=3, patience=100),
+        generator=torch.Generator().manual_seed(1),
+        on_epoch=lambda epoch, mse: seen.append((epoch, mse)),
+    )
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    assert [mse for _, mse in seen] == pytest.approx(stats.holdout_history[1:])
+    print_fit_progress(400)(2, 0.125)
+    assert "400 transitions: epoch 2, holdout MSE 0.1250" in capsys.readouterr().out
 
 
 def test_elites_are_lowest_holdout_members(trained) -> None:

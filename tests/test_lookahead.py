@@ -71,6 +71,12 @@ def test_wraps_a_model_with_its_replay_buffer(name, models):
     assert not np.allclose(actions, expected, atol=1e-3)  # the planner does act otherwise
 
 
+def test_verbose_prints_the_fit_s_progress(models, capsys):
+    lookahead(models["SAC"], models["SAC"].replay_buffer, seed=0, verbose=1, **{**TINY, "dynamics_max_epochs": 2})
+    out = capsys.readouterr().out
+    assert "dynamics fit on 300 transitions: epoch 2," in out and "lookahead: ensemble fitted on 300" in out
+
+
 def test_the_planner_scores_with_the_model_s_critic(models):
     """TQC: the mean of all critics' quantiles; SAC and TD3: the first twin critic."""
     obs, action = th.as_tensor(OBS), th.tensor([[0.1], [-0.5], [0.9]])

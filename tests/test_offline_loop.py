@@ -179,6 +179,15 @@ def test_configure_planner_changes_settings_not_weights(dataset):
         model.configure_planner(var_momentum=0.5)
 
 
+def test_verbose_fit_prints_each_epoch(dataset, capsys):
+    model = OfflineLOOP("MlpPolicy", PointMass(), dataset, seed=0, verbose=1, **{**TINY, "dynamics_max_epochs": 2})
+    capsys.readouterr()
+    stats = model.train_dynamics()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("dynamics fit")]
+    assert stats.epochs == 2 and len(lines) == 2
+    assert f"on {len(dataset)} transitions: epoch 2" in lines[-1]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -136,9 +136,7 @@ def test_custom_termination_fn():
 
 
 def test_learn_subproc_vec_env():
-    env = make_vec_env(
-        "Hopper-v5", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, vec_env_kwargs=dict(start_method="fork")
-    )
+    env = make_vec_env("Hopper-v5", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, vec_env_kwargs=dict(start_method="fork"))
     try:
         model = LOOP("MlpPolicy", env, seed=0, **tiny_kwargs())
         assert model.policy.rollout_planner.termination_fn is hopper_termination

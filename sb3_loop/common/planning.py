@@ -25,7 +25,7 @@ from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_loop.common.policies import PlanningPolicyMixin, check_loop_spaces
-from sb3_loop.dynamics import EnsembleTrainingConfig, EnsembleTrainingStats, train_ensemble
+from sb3_loop.dynamics import EnsembleTrainingConfig, EnsembleTrainingStats, print_fit_progress, train_ensemble
 from sb3_loop.dynamics.ensemble import check_ensemble_shape
 from sb3_loop.planning import PLANNER_NAMES, ARCConfig, MeanReturn, Scorer, check_planner_name
 
@@ -362,6 +362,7 @@ class PlanningAlgorithmMixin(_Base):
         cost: np.ndarray | None = None,
         indices: np.ndarray | None = None,
         fresh: np.ndarray | None = None,
+        print_epochs: bool = False,
     ) -> EnsembleTrainingStats:
         """
         Fit the policy's ensemble on transitions with ``dynamics_training_config`` and log the result
@@ -374,6 +375,7 @@ class PlanningAlgorithmMixin(_Base):
         :param cost: Constraint costs [N] when the ensemble predicts them.
         :param indices: Stable id per transition (e.g. buffer slot) fixing its holdout membership.
         :param fresh: Mask of the transitions the model has never seen (reported as ``fresh_mse``).
+        :param print_epochs: Print every epoch's holdout error (the progress of a long one-off fit).
         """
         dynamics = self.policy.dynamics
         dynamics.train()
@@ -389,6 +391,7 @@ class PlanningAlgorithmMixin(_Base):
             generator=self._dynamics_generator,
             indices=indices,
             fresh=fresh,
+            on_epoch=print_fit_progress(len(rewards)) if print_epochs else None,
         )
         dynamics.eval()
         entry = {

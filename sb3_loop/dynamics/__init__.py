@@ -6,6 +6,7 @@ from sb3_loop.dynamics.training import (
     EnsembleTrainingConfig,
     EnsembleTrainingStats,
     holdout_mask,
+    print_fit_progress,
     scaled_mse,
     train_ensemble,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "get_termination_fn",
     "holdout_mask",
     "never_terminates",
+    "print_fit_progress",
     "register_termination_fn",
     "scaled_mse",
     "train_ensemble",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,6 +104,7 @@ def train_ensemble(
     generator: torch.Generator | None = None,
     indices: np.ndarray | torch.Tensor | None = None,
     fresh: np.ndarray | torch.Tensor | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> EnsembleTrainingStats:
     """
     Fit the ensemble on transitions, keep each member's best holdout snapshot and sort members so the
@@ -125,6 +126,8 @@ def train_ensemble(
     :param indices: Stable integer id per transition [N] deciding holdout membership (default: row number).
     :param fresh: Boolean mask [N] of transitions the model has never seen (collected since its last
         fit): their error before training is reported as ``fresh_mse``.
+    :param on_epoch: Called after every epoch with the epoch number (from 1) and the mean holdout MSE
+        over members, e.g. to show the progress of a long fit on a large dataset.
     :return: Holdout MSE per member (sorted, elites first), epochs, seconds, last training loss, ...
     """
     config = config or EnsembleTrainingConfig()
@@ -151,7 +154,8 @@ def train_ensemble(
         previous_mse = scaled_mse(model, *holdout, scale)
 
     model.set_normalizer(train_x, train_y)
-    fit = _fit(model, optimizer, _normalize(model, train_x, train_y), holdout, scale, config, decays, generator)
+    normalized_train = _normalize(model, train_x, train_y)
+    fit = _fit(model, optimizer, normalized_train, holdout, scale, config, decays, generator, on_epoch)
     history = [float((previous_mse if previous_mse is not None else fit.start_mse).mean()), *fit.history]
 
     keep_previous = _members_keeping_previous(previous_mse, fit.best_mse, config.refit_selection)
@@ -196,6 +200,7 @@ def _fit(
     config: EnsembleTrainingConfig,
     decays: Sequence[float],
     generator: torch.Generator | None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> _FitResult:
     """Train epoch by epoch until early stopping or a cap; snapshot each member's best epoch."""
     # "Best" starts at +inf: the weights from before this call never count as one of its epochs.
@@ -211,6 +216,8 @@ def _fit(
         epoch += 1
         mse = scaled_mse(model, *holdout, scale)
         history.append(float(mse.mean()))
+        if on_epoch is not None:
+            on_epoch(epoch, history[-1])
         improved = torch.isfinite(mse) & ((best_mse - mse) > config.improvement * best_mse.clamp_max(1e30))
         if improved.any():
             best_mse = torch.where(improved, mse, best_mse)
@@ -450,3 +457,17 @@ def _restore(
     if shared:
         for name in _SHARED_PARAMS:
             getattr(model, name).copy_(state[name])
+
+
+def print_fit_progress(num_samples: int) -> Callable[[int, float], None]:
+    """An ``on_epoch`` callback for :func:`train_ensemble` printing each epoch's holdout error and the time so far."""
+    start = time.perf_counter()
+
+    def report(epoch: int, holdout_mse: float) -> None:
+        elapsed = time.perf_counter() - start
+        print(
+            f"dynamics fit on {num_samples} transitions: epoch {epoch}, holdout MSE {holdout_mse:.4f}, {elapsed:.0f} s",
+            flush=True,
+        )
+
+    return report

@@ -214,6 +214,7 @@ class OfflineLOOP(PlanningAlgorithmMixin, OfflineAlgorithm):
         row index), early stopping when no member improved by 1% for 5 epochs (capped only by
         ``dynamics_max_epochs`` / ``dynamics_max_gradient_steps``), elites by holdout error. ``learn``
         calls it when the ensemble has not been fitted; call it to refit, e.g. after ``set_dataset``.
+        With ``verbose >= 1`` it prints every epoch's holdout error (a fit on 1M rows takes a while).
         """
         if self.dataset is None or self.replay_buffer is None:
             raise ValueError(
@@ -221,7 +222,15 @@ class OfflineLOOP(PlanningAlgorithmMixin, OfflineAlgorithm):
                 "or to load(), or call set_dataset()"
             )
         obs, actions, rewards, next_obs = self._replay_transitions()
-        return self.fit_dynamics(obs, actions, rewards, next_obs, cost=self._replay_costs(), indices=np.arange(len(rewards)))
+        return self.fit_dynamics(
+            obs,
+            actions,
+            rewards,
+            next_obs,
+            cost=self._replay_costs(),
+            indices=np.arange(len(rewards)),
+            print_epochs=self.verbose >= 1,
+        )
 
     def _setup_learn(self, *args: Any, **kwargs: Any) -> Any:
         result = super()._setup_learn(*args, **kwargs)
