@@ -12,7 +12,8 @@ Usage (defaults: HalfCheetah-v5, seeds 0 1, 20k steps, an evaluation of 3 episod
   python benchmarks/ablations.py <table> --report-only   # rebuild the report from what exists
 
 Reports: ``benchmarks/results/ablation_planners.md`` (both planner commands), ``ablation_horizon.md``,
-``ablation_propagation.md``, each with a PNG; every table states its command, seeds, episodes and what was
+``ablation_propagation.md``, each with a PNG (``--env`` other than HalfCheetah-v5: ``ablation_planners_<env>.md``
+and ``ablation_horizon_<env>.md``); every table states its command, seeds, episodes and what was
 not run (missing runs and evaluations are listed as such).
 
 Training runs are ``benchmarks/compare.py`` runs (its ``RunSpec`` / ``run_one``: checkpoints, resume and
@@ -163,6 +164,7 @@ class Variant:
     settings: dict[str, Any] | None = field(default=None, hash=False)
 
 
+DEFAULT_ENV = "HalfCheetah-v5"
 PLANNER_VARIANTS = [
     Variant("arc", {"planner": "arc"}),
     Variant("arc_no_actor", {"planner": "arc", "mixture_coef": 0.0}),
@@ -427,8 +429,13 @@ def report_propagation(args: argparse.Namespace) -> Path:
     return _write_report(args, "propagation", lines, _plot_propagation(args))
 
 
+def _env_suffix(args: argparse.Namespace) -> str:
+    """Reports of one env other than the default carry its name (``ablation_planners_Hopper-v5.md``)."""
+    return "" if args.table == "propagation" or args.env == DEFAULT_ENV else f"_{args.env}"
+
+
 def _write_report(args: argparse.Namespace, name: str, lines: list[str], png: Path) -> Path:
-    path = args.results_root / f"ablation_{name}.md"
+    path = args.results_root / f"ablation_{name}{_env_suffix(args)}.md"
     path.write_text("\n".join([*lines, "", f"![{name}]({png.name})", ""]))
     print(f"[report] {path} {png}", flush=True)
     return path
@@ -487,7 +494,7 @@ def _bars(axis: Any, records: dict, models: Sequence[Path], variants: Sequence[V
 
 
 def _save(plt: Any, figure: Any, args: argparse.Namespace, name: str) -> Path:
-    path = args.results_root / f"ablation_{name}.png"
+    path = args.results_root / f"ablation_{name}{_env_suffix(args)}.png"
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -528,7 +535,7 @@ def _plot_propagation(args: argparse.Namespace) -> Path:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", choices=TABLES)
-    parser.add_argument("--env", default="HalfCheetah-v5", help="env of planners, planners-train and horizon")
+    parser.add_argument("--env", default=DEFAULT_ENV, help="env of planners, planners-train and horizon")
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Hopper-v5"], help="envs of propagation")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="training seeds")
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per training run")
