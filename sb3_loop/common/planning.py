@@ -353,6 +353,22 @@ class PlanningAlgorithmMixin(_Base):
         """Constraint costs for the ensemble's extra target (none without a cost)."""
         return None
 
+    def _fit_dynamics_on_replay_buffer(
+        self, fresh: np.ndarray | None = None, print_epochs: bool = False
+    ) -> EnsembleTrainingStats:
+        """Fit the ensemble on every stored transition, each row's buffer position fixing its holdout membership."""
+        obs, actions, rewards, next_obs = self._replay_transitions()
+        return self.fit_dynamics(
+            obs,
+            actions,
+            rewards,
+            next_obs,
+            cost=self._replay_costs(),
+            indices=np.arange(len(rewards)),
+            fresh=fresh,
+            print_epochs=print_epochs,
+        )
+
     def fit_dynamics(
         self,
         obs: np.ndarray,

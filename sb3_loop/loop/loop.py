@@ -258,15 +258,8 @@ class LOOP(PlanningAlgorithmMixin, SAC):
         refit, measured before refitting: data it has never seen.
         """
         assert self.replay_buffer is not None
-        obs, actions, rewards, next_obs = self._replay_transitions()
-        stats = self.fit_dynamics(
-            obs,
-            actions,
-            rewards,
-            next_obs,
-            cost=self._replay_costs(),
-            indices=np.arange(len(rewards)),
-            fresh=self._fresh_rows(len(rewards)),
+        stats = self._fit_dynamics_on_replay_buffer(
+            fresh=self._fresh_rows(self.replay_buffer.size() * self.replay_buffer.n_envs)
         )
         self._last_dynamics_train = self.num_timesteps
         return stats

@@ -8,7 +8,6 @@ import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
@@ -221,16 +220,7 @@ class OfflineLOOP(PlanningAlgorithmMixin, OfflineAlgorithm):
                 f"{type(self).__name__} has no dataset to fit the ensemble on: pass dataset=... to the constructor "
                 "or to load(), or call set_dataset()"
             )
-        obs, actions, rewards, next_obs = self._replay_transitions()
-        return self.fit_dynamics(
-            obs,
-            actions,
-            rewards,
-            next_obs,
-            cost=self._replay_costs(),
-            indices=np.arange(len(rewards)),
-            print_epochs=self.verbose >= 1,
-        )
+        return self._fit_dynamics_on_replay_buffer(print_epochs=self.verbose >= 1)
 
     def _setup_learn(self, *args: Any, **kwargs: Any) -> Any:
         result = super()._setup_learn(*args, **kwargs)
