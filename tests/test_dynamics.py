@@ -57,7 +57,7 @@ def new_model(seed: int = 0, lr: float = 1e-3, **kwargs) -> tuple[ProbabilisticE
     return model, torch.optim.Adam(model.parameters(), lr=lr)
 
 
-def fit(model, optimizer, data, seed=0, with_cost=False, indices=None, fresh=None, **config):
+def fit(model, optimizer, data, seed=0, with_cost=False, indices=None, fresh=None, on_epoch=None, **config):
     return train_ensemble(
         model,
         optimizer,
@@ -70,6 +70,7 @@ def fit(model, optimizer, data, seed=0, with_cost=False, indices=None, fresh=Non
         generator=torch.Generator().manual_seed(seed),
         indices=indices,
         fresh=fresh,
+        on_epoch=on_epoch,
     )
 
 
@@ -121,16 +122,8 @@ def test_on_epoch_reports_every_epoch(capsys) -> None:
     model, optimizer = new_model(seed=1)
     data = make_data(400, seed=1)
     seen: list[tuple[int, float]] = []
-    stats = train_ensemble(
-        model,
-        optimizer,
-        data["obs"],
-        data["action"],
-        data["reward"],
-        data["next_obs"],
-        config=EnsembleTrainingConfig(max_epochs=3, patience=100),
-        generator=torch.Generator().manual_seed(1),
-        on_epoch=lambda epoch, mse: seen.append((epoch, mse)),
+    stats = fit(
+        model, optimizer, data, seed=1, on_epoch=lambda epoch, mse: seen.append((epoch, mse)), max_epochs=3, patience=100
     )
     assert [epoch for epoch, _ in seen] == [1, 2, 3]
     assert [mse for _, mse in seen] == pytest.approx(stats.holdout_history[1:])
