@@ -20,9 +20,11 @@ Training runs are ``benchmarks/compare.py`` runs (its ``RunSpec`` / ``run_one``:
 committed records come with them), one family of runs per configuration, each in its own folders:
 ``--runs-dir benchmarks/runs_<family> --results-dir benchmarks/results/<family>``, LOOP's configuration
 passed to the zoo as ``-params`` (e.g. family ``planner_cem``: ``-params 'planner:"cem"'``; the zoo evaluates
-each value as Python, so a string needs its own quotes). The family
-``planner_arc`` (LOOP's defaults: ARC, H=3, random_elite) is also the H=3 row of the horizon table and
-the random_elite rows of the propagation table. Each run can also be made by hand (e.g. in parallel):
+each value as Python, so a string needs its own quotes). LOOP's defaults (ARC, H=3, random_elite) are
+the family ``refit_best_epoch``: the runs of the refit comparison (``-params dynamics_refit_selection:'best_epoch'``,
+the default), which are also the comparison's LOOP records; they are the ARC row of the planner table,
+the H=3 row of the horizon table and the random_elite rows of the propagation table, so those tables
+train nothing for them where they exist. Each run can also be made by hand (e.g. in parallel):
 the equivalent ``compare.py --only ...`` command of every family is printed in its report. Repeating a
 command skips finished runs and continues unfinished ones from their checkpoints.
 
@@ -85,7 +87,7 @@ class Family:
         return root / self.name
 
 
-DEFAULT_FAMILY = Family("planner_arc", ('planner:"arc"',), "ARC (LOOP's defaults)")
+DEFAULT_FAMILY = Family("refit_best_epoch", ("dynamics_refit_selection:'best_epoch'",), "ARC (LOOP's defaults)")
 PLANNER_FAMILIES = [DEFAULT_FAMILY, *(Family(f"planner_{p}", (f'planner:"{p}"',), p.upper()) for p in ("cem", "mppi"))]
 HORIZON_FAMILIES = [
     Family("horizon_1", ("horizon:1",), "H=1"),
@@ -271,7 +273,7 @@ def eval_records(table: str, models: Sequence[Path], variants: Sequence[Variant]
 
 
 def default_models(args: argparse.Namespace) -> list[Path]:
-    """``--models``, else the final models of the ``planner_arc`` runs on ``--env`` finished as asked (:func:`matches`)."""
+    """``--models``, else the final models of the default family's runs on ``--env`` finished as asked (:func:`matches`)."""
     if args.models:
         return [Path(model).resolve() for model in args.models]
     runs_dir = DEFAULT_FAMILY.runs_dir(args.runs_root)
@@ -543,7 +545,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=3, help="training runs: episodes per evaluation")
     parser.add_argument("--params", nargs="+", default=[], help="more zoo -params for every training run (KEY:VALUE)")
     parser.add_argument("--jobs", type=int, default=1, help="training runs at the same time")
-    parser.add_argument("--models", nargs="+", default=None, help="saved LOOP models (default: the planner_arc runs')")
+    parser.add_argument("--models", nargs="+", default=None, help="saved LOOP models (default: the refit_best_epoch runs')")
     parser.add_argument("--episodes", type=int, default=5, help="evaluation at a fixed model: episodes per variant")
     parser.add_argument("--seed", type=int, default=1000, help="env seed of the first evaluation episode")
     parser.add_argument("--max-steps", type=int, default=None, help="cap on evaluation episode length (default: env's)")
@@ -579,7 +581,7 @@ def run_table(args: argparse.Namespace) -> list[str]:
     if args.table == "planners" or not args.no_eval:
         models = default_models(args)
         if not models:
-            print(f"[eval] no models: pass --models or finish the planner_arc runs on {args.env} first", flush=True)
+            print(f"[eval] no models: pass --models or finish the refit_best_epoch runs on {args.env} first", flush=True)
         variants = PLANNER_VARIANTS if args.table == "planners" else HORIZON_VARIANTS
         evaluate(args.table, models, variants, args)
     return status
