@@ -10,7 +10,8 @@ improving its holdout error by more than 1% per epoch after 20 epochs (72 minute
 in the paper's code, which keeps one dynamics model per dataset, the first run of a dataset fits the
 ensemble and the other seeds plan with that fit (``--ensemble-per-seed`` fits one per seed instead).
 The same trained prior, critic and ensemble are then evaluated as the prior alone (``actor_only()``) and
-as OfflineLOOP (deterministic planner, ``beta_pessimism`` 1; on ``--beta-dataset`` also 0 and 3), on
+as OfflineLOOP (deterministic planner, ``beta_pessimism`` 1; on ``--beta-dataset`` also 0 and 3, and
+each ``--noise-sweep`` value of ``noise_std`` with ``beta_pessimism`` 1), on
 ``--eval-episodes`` episodes from the same start states (env k reset with seed 10000 + k) for every
 variant, the planner's episodes one at a time (cheapest per action on one thread); scores are
 D4RL-normalised. ``ms_per_action`` is the planner's time for one observation (batch 1, one torch
@@ -43,7 +44,7 @@ import argparse
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,18 @@ def ms_per_action(model: Any, observations: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------ OfflineLOOP
-def variants(dataset_name: str, beta_dataset: str) -> list[str]:
-    betas = BETA_SWEEP if dataset_name == beta_dataset else (1.0,)
-    return ["prior", *(f"offline_loop_beta{beta:g}" for beta in betas)]
+def variants(dataset_name: str, beta_dataset: str, noise_sweep: Sequence[float] = ()) -> list[str]:
+    """The prior, OfflineLOOP with beta_pessimism 1 and, on ``beta_dataset``, the beta and noise sweeps."""
+    if dataset_name != beta_dataset:
+        return ["prior", "offline_loop_beta1"]
+    sweep = [f"offline_loop_beta{beta:g}" for beta in BETA_SWEEP]
+    return ["prior", *sweep, *(f"offline_loop_beta1_noise{noise:g}" for noise in noise_sweep)]
+
+
+def variant_settings(variant: str, default_noise: float) -> dict[str, float]:
+    """``configure_planner`` arguments of a planner variant, e.g. ``offline_loop_beta1_noise0.2``."""
+    beta, _, noise = variant.removeprefix("offline_loop_beta").partition("_noise")
+    return {"beta_pessimism": float(beta), "noise_std": float(noise) if noise else default_noise}
 
 
 def train(
@@ -209,13 +219,15 @@ def use_trained_prior(model: OfflineLOOP, prior_path: Path, steps: int) -> None:
     model.num_timesteps, model._n_updates = prior.num_timesteps, prior._n_updates
 
 
-def evaluate_variant(model: OfflineLOOP, variant: str, env_id: str, episodes: int, timing: np.ndarray) -> dict[str, Any]:
+def evaluate_variant(
+    model: OfflineLOOP, variant: str, env_id: str, episodes: int, timing: np.ndarray, default_noise: float
+) -> dict[str, Any]:
     if variant == "prior":
         with model.actor_only():
             returns = evaluate(model_predict(model), env_id, episodes)
             ms = ms_per_action(model, timing)
     else:
-        model.configure_planner(beta_pessimism=float(variant.removeprefix("offline_loop_beta")))
+        model.configure_planner(**variant_settings(variant, default_noise))
         returns = evaluate(model_predict(model), env_id, episodes, batch=1)
         ms = ms_per_action(model, timing)
     scores = normalized_score(env_id, returns)
@@ -228,7 +240,11 @@ def run_offline_loop(args: argparse.Namespace) -> None:
     for dataset_name in args.datasets:
         env_id = _env_id(dataset_name)
         for seed in args.seeds:
-            todo = [v for v in variants(dataset_name, args.beta_dataset) if not _record(args, dataset_name, seed, v).is_file()]
+            todo = [
+                v
+                for v in variants(dataset_name, args.beta_dataset, args.noise_sweep)
+                if not _record(args, dataset_name, seed, v).is_file()
+            ]
             if not todo:
                 continue
             th.set_num_threads(1)
@@ -236,8 +252,9 @@ def run_offline_loop(args: argparse.Namespace) -> None:
             model, info = train(dataset, dataset_name, seed, args.steps, args.models_dir, settings, args.prior_models,
                                 not args.ensemble_per_seed)  # fmt: skip
             timing = dataset.observations[::997][:TIMING_OBSERVATIONS].astype(np.float32)
+            default_noise = float(model.arc_kwargs["noise_std"])
             for variant in todo:
-                result = evaluate_variant(model, variant, env_id, args.eval_episodes, timing)
+                result = evaluate_variant(model, variant, env_id, args.eval_episodes, timing, default_noise)
                 record = {"dataset": dataset_name, "env_id": env_id, "seed": seed, "variant": variant,
                           "eval_episodes": args.eval_episodes, **info, **result}  # fmt: skip
                 path = _record(args, dataset_name, seed, variant)
@@ -355,6 +372,13 @@ def _offline_loop_lines(records: list[dict], table: dict, datasets: list[str], b
     if any(scores for _, scores in sweep):
         lines += ["", f"Pessimism on {beta_dataset} (same models):", "", "| beta_pessimism | score |", "|---|---|"]
         lines += [f"| {beta:g} | {_cell(list(scores.values()))} |" for beta, scores in sweep]
+    noises = sorted(float(v.rpartition("_noise")[2]) for d, v in table if d == beta_dataset and "_noise" in v)
+    if noises:
+        lines += ["", f"Action noise `noise_std` on {beta_dataset} (same models, `beta_pessimism` 1; default 0.01):",
+                  "", "| noise_std | score |", "|---|---|"]  # fmt: skip
+        lines += [
+            f"| {n:g} | {_cell(list(table[(beta_dataset, f'offline_loop_beta1_noise{n:g}')].values()))} |" for n in noises
+        ]
     return lines
 
 
@@ -419,6 +443,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30_000, help="gradient steps of the prior per run")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--beta-dataset", default="HalfCheetah-v5-medium", help="dataset of the beta_pessimism sweep")
+    parser.add_argument(
+        "--noise-sweep", nargs="*", type=float, default=[], help="noise_std values also evaluated on --beta-dataset"
+    )
     parser.add_argument("--dynamics-max-epochs", type=int, default=10, help="cap the ensemble fit (0: none)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
