@@ -170,5 +170,5 @@ def test_dynamics_log_and_fresh_mse():
     assert all(0 <= entry["kept_previous"] <= 3 for entry in log)
     assert writer.values("dynamics/fresh_mse") and writer.values("dynamics/kept_previous")
     # The transitions since the last refit are the fresh ones: 50 of them, the newest in the buffer.
-    fresh = model._fresh_rows(model.replay_buffer.size())
+    fresh = model._fresh_rows()
     assert fresh.sum() == 50 and fresh[-50:].all()

@@ -257,18 +257,15 @@ class LOOP(PlanningAlgorithmMixin, SAC):
         ``dynamics/fresh_mse`` is the model's error on the transitions collected since the previous
         refit, measured before refitting: data it has never seen.
         """
-        assert self.replay_buffer is not None
-        stats = self._fit_dynamics_on_replay_buffer(
-            fresh=self._fresh_rows(self.replay_buffer.size() * self.replay_buffer.n_envs)
-        )
+        stats = self._fit_dynamics_on_replay_buffer(fresh=self._fresh_rows())
         self._last_dynamics_train = self.num_timesteps
         return stats
 
-    def _fresh_rows(self, num_rows: int) -> np.ndarray:
+    def _fresh_rows(self) -> np.ndarray:
         """Mask over the flattened buffer rows of the transitions stored since the previous refit."""
         buffer = self.replay_buffer
         assert buffer is not None
-        fresh = np.zeros((num_rows // buffer.n_envs, buffer.n_envs), dtype=bool)
+        fresh = np.zeros((buffer.size(), buffer.n_envs), dtype=bool)
         if self.policy.dynamics.is_trained:
             new_positions = min((self.num_timesteps - self._last_dynamics_train) // buffer.n_envs, len(fresh))
             fresh[(buffer.pos - 1 - np.arange(new_positions)) % len(fresh)] = True
