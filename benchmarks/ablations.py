@@ -61,7 +61,6 @@ import compare
 import numpy as np
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
-REPOSITORY = BENCHMARKS_DIR.parent
 TABLES = ("planners", "planners-train", "horizon", "propagation")
 
 
@@ -112,8 +111,8 @@ def compare_command(family: Family, env: str, seed: int, args: argparse.Namespac
     return shlex.join([
         "python", "benchmarks/compare.py", "--only", env, "loop", str(seed), "--steps", f"loop={args.steps}",
         "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes),
-        "--runs-dir", _portable(family.runs_dir(args.runs_root)),
-        "--results-dir", _portable(family.results_dir(args.results_root)),
+        "--runs-dir", compare.portable_path(family.runs_dir(args.runs_root)),
+        "--results-dir", compare.portable_path(family.results_dir(args.results_root)),
     ]) + " --extra " + _double_quoted(extra)  # fmt: skip
 
 
@@ -180,7 +179,7 @@ HORIZON_VARIANTS = [Variant(f"H={h}", {"planner": "arc", "horizon": h}) for h in
 
 
 def record_dir(args: argparse.Namespace, table: str, model: Path) -> Path:
-    return args.results_root / "ablations" / table / re.sub(r"[^A-Za-z0-9_.=-]+", "_", _portable(model))
+    return args.results_root / "ablations" / table / re.sub(r"[^A-Za-z0-9_.=-]+", "_", compare.portable_path(model))
 
 
 def load_model(model_path: Path) -> Any:
@@ -217,7 +216,7 @@ def evaluate_variant(model_path: Path, variant: Variant, args: argparse.Namespac
             lengths.append(length)
     stats = model.policy.pop_planning_stats()
     return {
-        "model": _portable(model_path), "model_sha256": _sha256(model_path), "model_steps": model.num_timesteps,
+        "model": compare.portable_path(model_path), "model_sha256": _sha256(model_path), "model_steps": model.num_timesteps,
         "trained_with": trained_with, "planning_seed": model.policy.planning_seed, "env": args.env,
         "variant": variant.name, "settings": variant.settings,
         "planner": None if variant.settings is None else type(planner).__name__,
@@ -250,9 +249,9 @@ def evaluate(table: str, models: Sequence[Path], variants: Sequence[Variant], ar
             path = directory / f"{_slug(variant.name)}.json"
             stored = _read_json(path)
             if stored is not None and _reusable(stored, variant, digest, args):
-                print(f"[skip] {table} {_portable(model)} {variant.name}: recorded", flush=True)
+                print(f"[skip] {table} {compare.portable_path(model)} {variant.name}: recorded", flush=True)
                 continue
-            print(f"[eval] {table} {_portable(model)} {variant.name}", flush=True)
+            print(f"[eval] {table} {compare.portable_path(model)} {variant.name}", flush=True)
             record = {**evaluate_variant(model, variant, args), "command": args.command}
             directory.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record, indent=2) + "\n")
@@ -285,7 +284,10 @@ def default_models(args: argparse.Namespace) -> list[Path]:
         if model is not None and matches(run, DEFAULT_FAMILY, args.env, args):
             found.append(model.resolve())
         elif model is not None:
-            print(f"[eval] {_portable(directory)}: made with other steps, evaluations or -params; not used", flush=True)
+            print(
+                f"[eval] {compare.portable_path(directory)}: made with other steps, evaluations or -params; not used",
+                flush=True,
+            )
     return found
 
 
@@ -323,7 +325,7 @@ def eval_table(records: dict, models: Sequence[Path], variants: Sequence[Variant
         )
     lines += ["", "Models: " + ("; ".join(f"{n} = {_model_label(m, records, variants)}" for n, m in zip(names, models))
                                 or "none found.")]  # fmt: skip
-    missing = [f"{_portable(m)} {v.name}" for m in models for v in variants if (m, v.name) not in records]
+    missing = [f"{compare.portable_path(m)} {v.name}" for m in models for v in variants if (m, v.name) not in records]
     lines.append("Not run: " + ("; ".join(missing) if missing else "nothing."))
     return lines
 
@@ -332,11 +334,13 @@ def _model_label(model: Path, records: dict, variants: Sequence[Variant]) -> str
     """A model's path with its training steps and trained planner settings (from its records)."""
     stored = next((records[(model, v.name)] for v in variants if (model, v.name) in records), None)
     if stored is None or "trained_with" not in stored:
-        return f"`{_portable(model)}`"
+        return f"`{compare.portable_path(model)}`"
     trained = stored["trained_with"]
     settings = f"{trained.get('planner')}, H={trained.get('horizon')}, {trained.get('propagation')}"
     seed = stored.get("planning_seed")
-    return f"`{_portable(model)}` ({stored.get('model_steps')} steps; trained with {settings}; planning seed {seed})"
+    return (
+        f"`{compare.portable_path(model)}` ({stored.get('model_steps')} steps; trained with {settings}; planning seed {seed})"
+    )
 
 
 def training_table(families: Sequence[Family], env: str, args: argparse.Namespace) -> list[str]:
@@ -588,11 +592,6 @@ def run_table(args: argparse.Namespace) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ small
-def _portable(path: Path) -> str:
-    path = Path(path)
-    return str(path.relative_to(REPOSITORY)) if path.is_absolute() and path.is_relative_to(REPOSITORY) else str(path)
-
-
 def _double_quoted(text: str) -> str:
     """``text`` as one shell word in double quotes (more readable than shlex's nested single quotes)."""
     return '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'

@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
+REPOSITORY = BENCHMARKS_DIR.parent
 DEFAULT_RUNS_DIR = BENCHMARKS_DIR / "runs"
 DEFAULT_RESULTS_DIR = BENCHMARKS_DIR / "results"
 DONE_FILE = "done.json"
@@ -446,18 +447,23 @@ def _content(record: dict) -> dict:
     return json.loads(json.dumps({key: value for key, value in record.items() if key != "recorded"}))
 
 
+def portable_path(path: str | Path) -> str:
+    """``path`` relative to the repository when it lies inside it, else as given (records name no machine path)."""
+    absolute = Path(path).absolute()
+    return str(absolute.relative_to(REPOSITORY)) if absolute.is_relative_to(REPOSITORY) else str(path)
+
+
 def portable_command(command: list[str] | None) -> list[str] | None:
     """``command`` as it would be typed in the repository: ``python`` and repository-relative paths, so
     committed records name no machine-specific path."""
     if command is None:
         return None
-    repository = BENCHMARKS_DIR.parent
     portable = []
     for argument in command:
         if argument == sys.executable or (Path(argument).name.startswith("python") and os.path.isabs(argument)):
             portable.append("python")
-        elif os.path.isabs(argument) and Path(argument).is_relative_to(repository):
-            portable.append(str(Path(argument).relative_to(repository)))
+        elif os.path.isabs(argument):
+            portable.append(portable_path(argument))
         else:
             portable.append(argument)
     return portable

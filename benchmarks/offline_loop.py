@@ -51,13 +51,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+from compare import portable_path
 
 from sb3_loop import OfflineLOOP, lookahead
 from sb3_loop.datasets import OfflineDataset, load_dataset, normalized_score
 from sb3_loop.datasets.registry import parse_dataset_name
 
 HERE = Path(__file__).resolve().parent
-REPOSITORY = HERE.parent
 RESULTS_DIR = HERE / "results"
 MODELS_DIR = HERE / "runs_offline_loop"
 PRIOR_MODELS_DIR = HERE / "runs_offline_priors"
@@ -298,8 +298,8 @@ def run_lookahead(args: argparse.Namespace) -> None:
         timing = timing.astype(np.float32)
         alone = evaluate(model_predict(model), args.env, args.eval_episodes)
         planned = evaluate(model_predict(policy), args.env, args.eval_episodes)
-        record = {"env_id": args.env, "algo": name, "model": _portable(paths[0]), "model_sha256": digest,
-                  "replay_buffer": _portable(paths[1]), "seed": _model_seed(model),
+        record = {"env_id": args.env, "algo": name, "model": portable_path(paths[0]), "model_sha256": digest,
+                  "replay_buffer": portable_path(paths[1]), "seed": _model_seed(model),
                   "planner": args.lookahead_planner, "transitions": int(model.replay_buffer.size()),
                   "fit_seconds": fit_seconds, "returns_alone": alone.tolist(), "returns_lookahead": planned.tolist(),
                   "ms_per_action_alone": ms_per_action(model, timing),
@@ -307,12 +307,6 @@ def run_lookahead(args: argparse.Namespace) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=1) + "\n")
         print(f"[lookahead {args.env} {name}] alone {alone.mean():.1f}, with lookahead {planned.mean():.1f}")
-
-
-def _portable(path: str) -> str:
-    """``path`` relative to the repository when it lies inside it (records must not hold machine paths)."""
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(REPOSITORY)) if resolved.is_relative_to(REPOSITORY) else str(path)
 
 
 def _model_seed(model: Any) -> int | None:
