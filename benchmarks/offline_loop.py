@@ -352,10 +352,11 @@ def _offline_loop_lines(records: list[dict], table: dict, datasets: list[str], b
     prior_means, loop_means = [], []
     for dataset in datasets:
         prior, loop = table.get((dataset, "prior"), {}), table.get((dataset, "offline_loop_beta1"), {})
-        paired = [loop[s] - prior[s] for s in sorted(set(prior) & set(loop))]
-        if paired:
-            prior_means.append(np.mean([prior[s] for s in set(prior) & set(loop)]))
-            loop_means.append(np.mean([loop[s] for s in set(prior) & set(loop)]))
+        common = sorted(set(prior) & set(loop))
+        paired = [loop[s] - prior[s] for s in common]
+        if common:
+            prior_means.append(np.mean([prior[s] for s in common]))
+            loop_means.append(np.mean([loop[s] for s in common]))
         lines.append(f"| {dataset} | {_cell(list(prior.values()))} | {_cell(list(loop.values()))} | {_cell(paired, '+')} | "
                      f"{_ms(records, dataset, 'prior')} / {_ms(records, dataset, 'offline_loop_beta1')} |")  # fmt: skip
     if prior_means:
@@ -366,13 +367,13 @@ def _offline_loop_lines(records: list[dict], table: dict, datasets: list[str], b
     if any(scores for _, scores in sweep):
         lines += ["", f"Pessimism on {beta_dataset} (same models):", "", "| beta_pessimism | score |", "|---|---|"]
         lines += [f"| {beta:g} | {_cell(list(scores.values()))} |" for beta, scores in sweep]
-    noises = sorted(float(v.rpartition("_noise")[2]) for d, v in table if d == beta_dataset and "_noise" in v)
-    if noises:
+    noise_variants = sorted(
+        (variant_settings(v, 0.0)["noise_std"], v) for d, v in table if d == beta_dataset and "_noise" in v
+    )
+    if noise_variants:
         lines += ["", f"Action noise `noise_std` on {beta_dataset} (same models, `beta_pessimism` 1; default 0.01):",
                   "", "| noise_std | score |", "|---|---|"]  # fmt: skip
-        lines += [
-            f"| {n:g} | {_cell(list(table[(beta_dataset, f'offline_loop_beta1_noise{n:g}')].values()))} |" for n in noises
-        ]
+        lines += [f"| {noise:g} | {_cell(list(table[(beta_dataset, v)].values()))} |" for noise, v in noise_variants]
     return lines
 
 
