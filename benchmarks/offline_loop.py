@@ -17,6 +17,12 @@ variant, the planner's episodes one at a time (cheapest per action on one thread
 D4RL-normalised. ``ms_per_action`` is the planner's time for one observation (batch 1, one torch
 thread), measured on dataset observations after the evaluation.
 
+The paper swept the action noise per dataset (0.01-0.8) where the class default is its code's 0.01, so
+each dataset also gets ``offline_loop_tuned``: ``noise_std`` chosen from 0.01 / 0.1 / 0.2 / 0.4 by the mean
+score over ``--tune-episodes`` validation episodes (env k reset with seed 20000 + k: start states the
+test episodes never use), once per dataset on the first seed's model, then evaluated on the test start
+states for every seed (``results/offline_loop/tuning/DATASET.json`` keeps the choice).
+
 With ``--prior-models`` (default ``benchmarks/runs_offline_priors``) holding the CRR that
 ``benchmarks/offline_priors.py`` trained on the same dataset with the same seed and ``--steps``, that
 CRR is the prior and critic and only the ensemble is fitted, so the two benchmarks share their priors.
@@ -65,6 +71,9 @@ ENVS = ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5")
 DEFAULT_DATASETS = [f"{env}-{kind}" for env in ENVS for kind in ("medium", "medium-replay")]
 BETA_SWEEP = (0.0, 1.0, 3.0)
 EVAL_SEED = 10_000
+TUNE_SEED = 20_000
+TUNE_NOISES = (0.01, 0.1, 0.2, 0.4)
+TUNED = "offline_loop_tuned"
 TIMING_OBSERVATIONS = 50
 
 #: ``predict(observations [B, obs_dim], episode_start [B]) -> actions [B, act_dim]``.
@@ -72,14 +81,16 @@ Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 # ------------------------------------------------------------------------------- evaluation
-def evaluate(predict: Predict, env_id: str, episodes: int, batch: int | None = None) -> np.ndarray:
+def evaluate(
+    predict: Predict, env_id: str, episodes: int, batch: int | None = None, first_seed: int = EVAL_SEED
+) -> np.ndarray:
     """
-    Undiscounted returns of ``episodes`` episodes, env k reset with seed 10000 + k, stepped ``batch`` at a
-    time (default: all together). On one CPU thread the offline planner is cheapest per action one
+    Undiscounted returns of ``episodes`` episodes, env k reset with seed ``first_seed`` + k, stepped ``batch``
+    at a time (default: all together). On one CPU thread the offline planner is cheapest per action one
     observation at a time (its batched rollouts outgrow the caches), so the planner variants use batch 1.
     """
     batch = episodes if batch is None else batch
-    seeds = [EVAL_SEED + k for k in range(episodes)]
+    seeds = [first_seed + k for k in range(episodes)]
     return np.concatenate([_evaluate_together(predict, env_id, seeds[i : i + batch]) for i in range(0, episodes, batch)])
 
 
@@ -122,18 +133,51 @@ def ms_per_action(model: Any, observations: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------ OfflineLOOP
-def variants(dataset_name: str, beta_dataset: str, noise_sweep: Sequence[float] = ()) -> list[str]:
-    """The prior, OfflineLOOP with beta_pessimism 1 and, on ``beta_dataset``, the beta and noise sweeps."""
+def variants(dataset_name: str, beta_dataset: str, noise_sweep: Sequence[float] = (), tuned: bool = False) -> list[str]:
+    """
+    The prior, OfflineLOOP with beta_pessimism 1, with ``tuned`` OfflineLOOP with the noise tuned on
+    validation start states, and on ``beta_dataset`` the beta and noise sweeps.
+    """
+    basic = ["prior", "offline_loop_beta1", *([TUNED] if tuned else [])]
     if dataset_name != beta_dataset:
-        return ["prior", "offline_loop_beta1"]
-    sweep = [f"offline_loop_beta{beta:g}" for beta in BETA_SWEEP]
-    return ["prior", *sweep, *(f"offline_loop_beta1_noise{noise:g}" for noise in noise_sweep)]
+        return basic
+    sweep = [f"offline_loop_beta{beta:g}" for beta in BETA_SWEEP if beta != 1.0]
+    return [*basic, *sweep, *(f"offline_loop_beta1_noise{noise:g}" for noise in noise_sweep)]
 
 
 def variant_settings(variant: str, default_noise: float) -> dict[str, float]:
     """``configure_planner`` arguments of a planner variant, e.g. ``offline_loop_beta1_noise0.2``."""
     beta, _, noise = variant.removeprefix("offline_loop_beta").partition("_noise")
     return {"beta_pessimism": float(beta), "noise_std": float(noise) if noise else default_noise}
+
+
+def noise_variant(noise: float, default_noise: float) -> str:
+    """The name of the ``beta_pessimism`` 1 variant planning with ``noise``."""
+    return "offline_loop_beta1" if noise == default_noise else f"offline_loop_beta1_noise{noise:g}"
+
+
+def tune_noise(model: OfflineLOOP, dataset_name: str, seed: int, episodes: int, path: Path) -> dict[str, Any]:
+    """
+    The dataset's tuned ``noise_std``: the value of :data:`TUNE_NOISES` (the paper swept 0.01-0.8) with the
+    best mean return over ``episodes`` validation episodes (env k reset with seed 20000 + k, start states the
+    test evaluation never uses), ``beta_pessimism`` 1. Tuned once per dataset, on the model of the first
+    seed that gets here; kept in ``path`` and reused by the other seeds.
+    """
+    if path.is_file():
+        return json.loads(path.read_text())
+    env_id = _env_id(dataset_name)
+    validation = {}
+    for noise in TUNE_NOISES:
+        model.configure_planner(beta_pessimism=1.0, noise_std=noise)
+        returns = evaluate(model_predict(model), env_id, episodes, batch=1, first_seed=TUNE_SEED)
+        validation[f"{noise:g}"] = float(normalized_score(env_id, returns).mean())
+        print(f"[{dataset_name} seed{seed} tuning] noise {noise:g}: validation score {validation[f'{noise:g}']:.1f}")
+    chosen = max(TUNE_NOISES, key=lambda noise: validation[f"{noise:g}"])
+    tuning = {"noise_std": chosen, "validation_scores": validation, "tuned_on_seed": seed,
+              "validation_episodes": episodes, "validation_first_seed": TUNE_SEED}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tuning, indent=1) + "\n")
+    return tuning
 
 
 def train(
@@ -242,7 +286,7 @@ def run_offline_loop(args: argparse.Namespace) -> None:
         for seed in args.seeds:
             todo = [
                 v
-                for v in variants(dataset_name, args.beta_dataset, args.noise_sweep)
+                for v in variants(dataset_name, args.beta_dataset, args.noise_sweep, args.tune_episodes > 0)
                 if not _record(args, dataset_name, seed, v).is_file()
             ]
             if not todo:
@@ -254,7 +298,10 @@ def run_offline_loop(args: argparse.Namespace) -> None:
             timing = dataset.observations[::997][:TIMING_OBSERVATIONS].astype(np.float32)
             default_noise = float(model.arc_kwargs["noise_std"])
             for variant in todo:
-                result = evaluate_variant(model, variant, env_id, args.eval_episodes, timing, default_noise)
+                if variant == TUNED:
+                    result = evaluate_tuned(model, args, dataset_name, seed, timing, default_noise)
+                else:
+                    result = evaluate_variant(model, variant, env_id, args.eval_episodes, timing, default_noise)
                 record = {"dataset": dataset_name, "env_id": env_id, "seed": seed, "variant": variant,
                           "eval_episodes": args.eval_episodes, **info, **result}  # fmt: skip
                 path = _record(args, dataset_name, seed, variant)
@@ -262,6 +309,22 @@ def run_offline_loop(args: argparse.Namespace) -> None:
                 path.write_text(json.dumps(record, indent=1) + "\n")
                 print(f"[{dataset_name} seed{seed} {variant}] score {result['score_mean']:.1f}, "
                       f"{result['ms_per_action']:.1f} ms/action")  # fmt: skip
+
+
+def evaluate_tuned(
+    model: OfflineLOOP, args: argparse.Namespace, dataset_name: str, seed: int, timing: np.ndarray, default_noise: float
+) -> dict[str, Any]:
+    """The test result of the tuned noise: the matching variant's record when it exists (same model), else evaluated."""
+    tuning_path = args.results_dir / "offline_loop" / "tuning" / f"{dataset_name}.json"
+    tuning = tune_noise(model, dataset_name, seed, args.tune_episodes, tuning_path)
+    variant = noise_variant(tuning["noise_std"], default_noise)
+    same = _record(args, dataset_name, seed, variant)
+    if same.is_file():
+        stored = json.loads(same.read_text())
+        result = {k: stored[k] for k in ("returns", "score_mean", "score_std", "ms_per_action", "fallbacks")}
+    else:
+        result = evaluate_variant(model, variant, _env_id(dataset_name), args.eval_episodes, timing, default_noise)
+    return {**result, "tuning": tuning, "same_as": variant}
 
 
 def _record(args: argparse.Namespace, dataset_name: str, seed: int, variant: str) -> Path:
@@ -346,23 +409,34 @@ def _offline_loop_lines(records: list[dict], table: dict, datasets: list[str], b
         "prior rollouts, noise 0.01, kappa 0.3, 4 particles on every elite), `beta_pessimism` 1. "
         "Command and settings: `benchmarks/offline_loop.py`.",
         "",
-        "| dataset | prior | OfflineLOOP | OfflineLOOP - prior (paired over seeds) | ms per action (prior / planner) |",
-        "|---|---|---|---|---|",
+        "| dataset | prior | OfflineLOOP | OfflineLOOP - prior (paired over seeds) | OfflineLOOP, tuned noise | "
+        "tuned - prior (paired) | ms per action (prior / planner) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    prior_means, loop_means = [], []
+    tuned_noise = {r["dataset"]: r["tuning"]["noise_std"] for r in records if r["variant"] == TUNED}
+    means: dict[str, list[tuple[float, float]]] = {"OfflineLOOP": [], "OfflineLOOP with tuned noise": []}
     for dataset in datasets:
-        prior, loop = table.get((dataset, "prior"), {}), table.get((dataset, "offline_loop_beta1"), {})
-        common = sorted(set(prior) & set(loop))
-        paired = [loop[s] - prior[s] for s in common]
-        if common:
-            prior_means.append(np.mean([prior[s] for s in common]))
-            loop_means.append(np.mean([loop[s] for s in common]))
-        lines.append(f"| {dataset} | {_cell(list(prior.values()))} | {_cell(list(loop.values()))} | {_cell(paired, '+')} | "
+        prior = table.get((dataset, "prior"), {})
+        cells = []
+        for label, variant in (("OfflineLOOP", "offline_loop_beta1"), ("OfflineLOOP with tuned noise", TUNED)):
+            planned = table.get((dataset, variant), {})
+            common = sorted(set(prior) & set(planned))
+            if common:
+                means[label].append((np.mean([prior[s] for s in common]), np.mean([planned[s] for s in common])))
+            cells += [_cell(list(planned.values())), _cell([planned[s] - prior[s] for s in common], "+")]
+        if dataset in tuned_noise:
+            cells[2] += f", noise {tuned_noise[dataset]:g}"
+        lines.append(f"| {dataset} | {_cell(list(prior.values()))} | {' | '.join(cells)} | "
                      f"{_ms(records, dataset, 'prior')} / {_ms(records, dataset, 'offline_loop_beta1')} |")  # fmt: skip
-    if prior_means:
-        prior_mean, loop_mean = float(np.mean(prior_means)), float(np.mean(loop_means))
-        lines += ["", f"Mean over the {len(prior_means)} dataset(s) with both: prior {prior_mean:.1f}, OfflineLOOP "
-                  f"{loop_mean:.1f} ({100 * (loop_mean / prior_mean - 1):+.1f}%; target +15%)."]  # fmt: skip
+    for label, pairs in means.items():
+        if pairs:
+            prior_mean, loop_mean = np.mean(pairs, axis=0)
+            lines += ["", f"Mean over the {len(pairs)} dataset(s) with both: prior {prior_mean:.1f}, {label} "
+                      f"{loop_mean:.1f} ({100 * (loop_mean / prior_mean - 1):+.1f}%; target +15%)."]  # fmt: skip
+    if tuned_noise:
+        lines += ["", f"Tuned noise: `noise_std` in {list(TUNE_NOISES)} with the best mean score over validation "
+                  "episodes (env k reset with seed 20000 + k, start states the test episodes never use; "
+                  "`--tune-episodes`), once per dataset on the first seed's model, then used for every seed."]  # fmt: skip
     sweep = [(beta, table.get((beta_dataset, f"offline_loop_beta{beta:g}"), {})) for beta in BETA_SWEEP]
     if any(scores for _, scores in sweep):
         lines += ["", f"Pessimism on {beta_dataset} (same models):", "", "| beta_pessimism | score |", "|---|---|"]
@@ -442,6 +516,9 @@ def main() -> None:
         "--noise-sweep", nargs="*", type=float, default=[], help="noise_std values also evaluated on --beta-dataset"
     )
     parser.add_argument("--dynamics-max-epochs", type=int, default=10, help="cap the ensemble fit (0: none)")
+    parser.add_argument(
+        "--tune-episodes", type=int, default=3, help="validation episodes per noise_std candidate (0: no tuned variant)"
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument(
