@@ -86,7 +86,9 @@ class OfflineLOOP(PlanningAlgorithmMixin, OfflineAlgorithm):
     :param planning_iterations: Planning iterations per step (later iterations smooth towards the
         current plan instead of the previous step's).
     :param noise_std: Standard deviation sigma of the Gaussian noise on the prior's actions, in the squashed
-        [-1, 1] action units (the paper sweeps 0.01-0.8; 0.01 is its code's default).
+        [-1, 1] action units (the paper sweeps 0.01-0.8; 0.01 is its code's default). Every proposal starts
+        with the prior's action at the current state, so the planned action moves from the prior's by the
+        weighted mean of this noise: it bounds what planning can change, and 0.01 keeps the prior nearly as is.
     :param smoothing: Weight beta of the previous plan in the smoothing of each proposed action (0: none).
     :param beta_pessimism: Score = mean - beta_pessimism * std of the return across members and particles
         (0: the plain mean; the paper sweeps 0-5).
