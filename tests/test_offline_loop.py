@@ -239,6 +239,15 @@ def test_noisy_prior_proposals_let_the_planner_improve_on_the_prior():
     assert action[0].item() > -0.2 and action[1].item() < -0.5
 
 
+@pytest.mark.parametrize("noise", [0.01, 0.05])
+def test_the_noise_bounds_how_far_the_plan_moves_from_the_prior(noise):
+    # Every proposal starts with the prior's action, so the planned first action is the prior's plus a
+    # weighted mean of the noise: even a greedy kappa only moves it by a few noise_std.
+    planner = prior_planner(-0.5, proposal="prior", noise_std=noise, horizon=3, kappa=1e4, population_size=64)
+    action = planner.plan(th.tensor([[-2.0]]), deterministic=True, generator=th.Generator().manual_seed(0)).item()
+    assert -0.5 < action <= -0.5 + 5 * noise  # towards the goal (1.0), but within 5 sigma of the prior
+
+
 def test_smoothing_pulls_towards_the_previous_plan_but_not_at_an_episode_start():
     planner = prior_planner(0.3, proposal="prior", noise_std=0.0, smoothing=0.5, horizon=3)
     proposals = Spy(planner, "_propose_around_prior")
