@@ -423,9 +423,10 @@ def _offline_loop_lines(records: list[dict], table: dict, datasets: list[str], b
             common = sorted(set(prior) & set(planned))
             if common:
                 means[label].append((np.mean([prior[s] for s in common]), np.mean([planned[s] for s in common])))
-            cells += [_cell(list(planned.values())), _cell([planned[s] - prior[s] for s in common], "+")]
-        if dataset in tuned_noise:
-            cells[2] += f", noise {tuned_noise[dataset]:g}"
+            scores = _cell(list(planned.values()))
+            if variant == TUNED and dataset in tuned_noise:
+                scores += f", noise {tuned_noise[dataset]:g}"
+            cells += [scores, _cell([planned[s] - prior[s] for s in common], "+")]
         lines.append(f"| {dataset} | {_cell(list(prior.values()))} | {' | '.join(cells)} | "
                      f"{_ms(records, dataset, 'prior')} / {_ms(records, dataset, 'offline_loop_beta1')} |")  # fmt: skip
     for label, pairs in means.items():
