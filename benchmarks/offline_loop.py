@@ -156,7 +156,7 @@ def noise_variant(noise: float, default_noise: float) -> str:
     return "offline_loop_beta1" if noise == default_noise else f"offline_loop_beta1_noise{noise:g}"
 
 
-def tune_noise(model: OfflineLOOP, dataset_name: str, seed: int, episodes: int, path: Path) -> dict[str, Any]:
+def tune_noise(model: OfflineLOOP, dataset_name: str, env_id: str, seed: int, episodes: int, path: Path) -> dict[str, Any]:
     """
     The dataset's tuned ``noise_std``: the value of :data:`TUNE_NOISES` (the paper swept 0.01-0.8) with the
     best mean return over ``episodes`` validation episodes (env k reset with seed 20000 + k, start states the
@@ -165,7 +165,6 @@ def tune_noise(model: OfflineLOOP, dataset_name: str, seed: int, episodes: int, 
     """
     if path.is_file():
         return json.loads(path.read_text())
-    env_id = _env_id(dataset_name)
     validation = {}
     for noise in TUNE_NOISES:
         model.configure_planner(beta_pessimism=1.0, noise_std=noise)
@@ -299,7 +298,7 @@ def run_offline_loop(args: argparse.Namespace) -> None:
             default_noise = float(model.arc_kwargs["noise_std"])
             for variant in todo:
                 if variant == TUNED:
-                    result = evaluate_tuned(model, args, dataset_name, seed, timing, default_noise)
+                    result = evaluate_tuned(model, args, dataset_name, env_id, seed, timing, default_noise)
                 else:
                     result = evaluate_variant(model, variant, env_id, args.eval_episodes, timing, default_noise)
                 record = {"dataset": dataset_name, "env_id": env_id, "seed": seed, "variant": variant,
@@ -312,18 +311,24 @@ def run_offline_loop(args: argparse.Namespace) -> None:
 
 
 def evaluate_tuned(
-    model: OfflineLOOP, args: argparse.Namespace, dataset_name: str, seed: int, timing: np.ndarray, default_noise: float
+    model: OfflineLOOP,
+    args: argparse.Namespace,
+    dataset_name: str,
+    env_id: str,
+    seed: int,
+    timing: np.ndarray,
+    default_noise: float,
 ) -> dict[str, Any]:
     """The test result of the tuned noise: the matching variant's record when it exists (same model), else evaluated."""
     tuning_path = args.results_dir / "offline_loop" / "tuning" / f"{dataset_name}.json"
-    tuning = tune_noise(model, dataset_name, seed, args.tune_episodes, tuning_path)
+    tuning = tune_noise(model, dataset_name, env_id, seed, args.tune_episodes, tuning_path)
     variant = noise_variant(tuning["noise_std"], default_noise)
     same = _record(args, dataset_name, seed, variant)
     if same.is_file():
         stored = json.loads(same.read_text())
         result = {k: stored[k] for k in ("returns", "score_mean", "score_std", "ms_per_action", "fallbacks")}
     else:
-        result = evaluate_variant(model, variant, _env_id(dataset_name), args.eval_episodes, timing, default_noise)
+        result = evaluate_variant(model, variant, env_id, args.eval_episodes, timing, default_noise)
     return {**result, "tuning": tuning, "same_as": variant}
 
 
