@@ -290,6 +290,7 @@ def run_offline_loop(args: argparse.Namespace) -> None:
             ]
             if not todo:
                 continue
+            check_same_prior(args, dataset_name, seed)
             th.set_num_threads(1)
             dataset = load_dataset(dataset_name, env=env_id)
             model, info = train(dataset, dataset_name, seed, args.steps, args.models_dir, settings, args.prior_models,
@@ -308,6 +309,26 @@ def run_offline_loop(args: argparse.Namespace) -> None:
                 path.write_text(json.dumps(record, indent=1) + "\n")
                 print(f"[{dataset_name} seed{seed} {variant}] score {result['score_mean']:.1f}, "
                       f"{result['ms_per_action']:.1f} ms/action")  # fmt: skip
+
+
+def check_same_prior(args: argparse.Namespace, dataset_name: str, seed: int) -> None:
+    """
+    Stop when this run's records planned around a prior of ``offline_priors.py`` that is no longer on disk.
+
+    Without it ``train`` would train a prior of its own, and the new variants would be compared with records
+    of another prior (the saved models are not kept in git, so a fresh machine lacks them).
+    """
+    if (args.models_dir / dataset_name / f"seed{seed}.zip").is_file():
+        return
+    run_records = sorted((args.results_dir / "offline_loop" / "runs" / dataset_name).glob(f"seed{seed}_*.json"))
+    for record in run_records:
+        prior_from = json.loads(record.read_text()).get("prior_from")
+        if prior_from is not None and not (args.prior_models / prior_from).is_file():
+            raise SystemExit(
+                f"{record} planned around the prior {args.prior_models / prior_from}, which is missing: rebuild it "
+                f"(deterministic) with `python benchmarks/offline_priors.py --datasets {dataset_name} --seeds {seed} "
+                f"--algos ours-crr --results-dir <an empty folder>` and repeat this command"
+            )
 
 
 def evaluate_tuned(
