@@ -403,6 +403,10 @@ def plot(by_algo: dict[str, list[dict[str, Any]]], task: str, path: Path) -> Non
             values = np.array([[np.mean(e[key]) for e in r["evaluations"][:length]] for r in runs])
             axis.plot(steps, values.mean(0), label=f"{LABELS[algo]} ({len(runs)} seeds)")
             axis.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
+    cost_limit = algorithm_kwargs("sac_lag", task).get("cost_limit")
+    if cost_limit is not None:
+        axes[1].axhline(cost_limit, color="grey", linestyle="--", label=f"episode cost limit {cost_limit:g}")
+        axes[1].legend()
     for axis, title in zip(axes, ("episode return", "episode cost"), strict=True):
         axis.set_xlabel("env steps")
         axis.set_title(f"{task}: {title}")
