@@ -80,6 +80,8 @@ CONSTRAINT_ARGUMENTS = (
 #: on random HalfCheetah steps, 0.99 on Hopper).
 VELOCITY_OBS_INDEX = {"HalfCheetah": 8, "Hopper": 5, "Walker2d": 8}
 EVAL_SEED = 10_000
+#: ``predicted_cost(obs [1, obs_dim], action [1, act_dim]) -> the model's cost of that step``.
+PredictedCost = Callable[[np.ndarray, np.ndarray], float]
 #: Smoke settings; learning starts within a smoke run's few hundred steps (the packaged 1000 or 10000 would leave
 #: LOOP's ensemble untrained, and the deploy-time constraint needs a trained one).
 SMOKE = {
@@ -131,24 +133,54 @@ def deploy_cost_fn(task: str) -> Callable[[th.Tensor, th.Tensor, th.Tensor], th.
 
 
 # -------------------------------------------------------------------------------- evaluation
-def evaluate(policy: Any, task: str, episodes: int, max_steps: int | None = None) -> dict[str, list[float]]:
-    """Returns and summed costs of deterministic episodes from the start states of env seeds EVAL_SEED + i."""
+def evaluate(
+    policy: Any, task: str, episodes: int, max_steps: int | None = None, predicted_cost: PredictedCost | None = None
+) -> dict[str, list[float]]:
+    """
+    Returns and summed costs of deterministic episodes from the start states of env seeds EVAL_SEED + i;
+    with ``predicted_cost`` also each episode's cost as the model predicted it, step by step, for the
+    actions taken (``predicted_costs``).
+    """
     env = gym.make(task)
-    returns, costs = [], []
+    returns, costs, predicted = [], [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=EVAL_SEED + episode)
-        total_return = total_cost = 0.0
+        total_return = total_cost = total_predicted = 0.0
         done, step = False, 0
         while not done and (max_steps is None or step < max_steps):
             action, _ = policy.predict(obs[None], episode_start=np.array([step == 0]), deterministic=True)
+            if predicted_cost is not None:
+                total_predicted += predicted_cost(obs[None], action)
             obs, reward, terminated, truncated, info = env.step(action[0])
             total_return += float(reward)
             total_cost += float(info["cost"])
             done, step = terminated or truncated, step + 1
         returns.append(total_return)
         costs.append(total_cost)
+        predicted.append(total_predicted)
     env.close()
-    return {"returns": returns, "costs": costs}
+    return {"returns": returns, "costs": costs, **({"predicted_costs": predicted} if predicted_cost else {})}
+
+
+def safe_loop_predicted_cost(model: SafeLOOP) -> PredictedCost:
+    """The model's predicted cost of one step (0 before its first fit), for :func:`evaluate`."""
+
+    def predicted_cost(obs: np.ndarray, action: np.ndarray) -> float:
+        cost = model.predicted_step_cost(obs, model.policy.scale_action(action))
+        return 0.0 if cost is None else float(cost[0])
+
+    return predicted_cost
+
+
+def evaluate_safe_loop(model: SafeLOOP, task: str, episodes: int, max_steps: int | None) -> dict[str, Any]:
+    """:func:`evaluate` with the predicted episode costs, the planner's feasible fraction and its fallbacks."""
+    model.policy.pop_feasibility()  # the training plans' since the last log: not the evaluation's
+    fallbacks = model.policy.num_cost_fallbacks
+    result = evaluate(model, task, episodes, max_steps, safe_loop_predicted_cost(model))
+    feasibility = model.policy.pop_feasibility() or {}
+    return {**result, "feasible_fraction": feasibility.get("feasible_fraction"),
+            "iterations": feasibility.get("iterations"), "plans": feasibility.get("plans"),
+            "fallbacks": model.policy.num_cost_fallbacks - fallbacks}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- one run
@@ -224,7 +256,8 @@ class Run:
         while model.num_timesteps < self.args.steps:
             chunk = min(self.args.eval_every, self.args.steps - model.num_timesteps)
             model.learn(chunk, reset_num_timesteps=model.num_timesteps == 0)
-            result = evaluate(model, self.task, self.args.eval_episodes, self.args.eval_max_steps)
+            evaluate_run = evaluate_safe_loop if self.algo == "safe_loop" else evaluate
+            result = evaluate_run(model, self.task, self.args.eval_episodes, self.args.eval_max_steps)
             evaluations.append({"steps": model.num_timesteps, **result})
             print(f"[eval] {self.label} at {model.num_timesteps}: return {np.mean(result['returns']):.1f}, "
                   f"cost {np.mean(result['costs']):.1f}", flush=True)  # fmt: skip
@@ -327,7 +360,7 @@ def write_report(results_dir: Path, task: str) -> Path | None:
             run_steps = ", ".join(str(s) for s in sorted({r["evaluations"][-1]["steps"] for r in runs}))
             returns, costs = _cell([final(r, "returns") for r in runs]), _cell([final(r, "costs") for r in runs])
             lines.append(f"| {LABELS[algo]} | {len(runs)} | {run_steps} | {returns} | {costs} | {hours:.2f} |")
-    lines += ["", *targets(by_algo), "", *deploy_table(by_algo["loop"])]
+    lines += ["", *targets(by_algo), "", *planner_lines(by_algo["safe_loop"]), *deploy_table(by_algo["loop"])]
     if any(r["settings"]["smoke"] for r in records):
         lines += ["", "**Smoke settings** (tiny networks and populations): these numbers say nothing about the methods."]
     if len(steps) > 1:
@@ -361,6 +394,22 @@ def targets(by_algo: dict[str, list[dict[str, Any]]]) -> list[str]:
             f"- cost {safe_cost:.1f} vs SAC-Lagrangian's {lag_cost:.1f}: {'met' if safe_cost < lag_cost else 'not met'}"
         )
     return lines
+
+
+def planner_lines(safe_runs: list[dict[str, Any]]) -> list[str]:
+    """SafeLOOP's planner at its final evaluation: predicted vs actual episode cost, feasibility, fallbacks."""
+    finals = [r["evaluations"][-1] for r in safe_runs if "predicted_costs" in r["evaluations"][-1]]
+    if not finals:
+        return []
+    predicted, actual = _cell([np.mean(e["predicted_costs"]) for e in finals]), _cell([np.mean(e["costs"]) for e in finals])
+    feasible = _cell([100 * e["feasible_fraction"] for e in finals if e["feasible_fraction"] is not None])
+    fallbacks = _cell([e["fallbacks"] / max(e["plans"] or 1, 1) * 100 for e in finals])
+    return [
+        f"SafeLOOP's planner at the final evaluation ({len(finals)} of {len(safe_runs)} runs recorded it): "
+        f"episode cost predicted by its model {predicted} vs actual {actual}; feasible sequences {feasible}% "
+        f"of the population; plans that fell back to the least-cost weighting {fallbacks}%.",
+        "",
+    ]
 
 
 def deploy_table(loop_runs: list[dict[str, Any]]) -> list[str]:
