@@ -175,12 +175,9 @@ def safe_loop_predicted_cost(model: SafeLOOP) -> PredictedCost:
 def evaluate_safe_loop(model: SafeLOOP, task: str, episodes: int, max_steps: int | None) -> dict[str, Any]:
     """:func:`evaluate` with the predicted episode costs, the planner's feasible fraction and its fallbacks."""
     model.policy.pop_feasibility()  # the training plans' since the last log: not the evaluation's
-    fallbacks = model.policy.num_cost_fallbacks
     result = evaluate(model, task, episodes, max_steps, safe_loop_predicted_cost(model))
     feasibility = model.policy.pop_feasibility() or {}
-    return {**result, "feasible_fraction": feasibility.get("feasible_fraction"),
-            "iterations": feasibility.get("iterations"), "plans": feasibility.get("plans"),
-            "fallbacks": model.policy.num_cost_fallbacks - fallbacks}  # fmt: skip
+    return {**result, **{key: feasibility.get(key) for key in ("feasible_fraction", "iterations", "plans", "fallbacks")}}
 
 
 # ------------------------------------------------------------------------------- one run
@@ -403,7 +400,7 @@ def planner_lines(safe_runs: list[dict[str, Any]]) -> list[str]:
         return []
     predicted, actual = _cell([np.mean(e["predicted_costs"]) for e in finals]), _cell([np.mean(e["costs"]) for e in finals])
     feasible = _cell([100 * e["feasible_fraction"] for e in finals if e["feasible_fraction"] is not None])
-    fallbacks = _cell([e["fallbacks"] / max(e["plans"] or 1, 1) * 100 for e in finals])
+    fallbacks = _cell([(e["fallbacks"] or 0.0) / max(e["plans"] or 1, 1) * 100 for e in finals])
     return [
         f"SafeLOOP's planner at the final evaluation ({len(finals)} of {len(safe_runs)} runs recorded it): "
         f"episode cost predicted by its model {predicted} vs actual {actual}; feasible sequences {feasible}% "

@@ -286,6 +286,19 @@ def test_safe_loop_learns_cost_and_logs(safe_model) -> None:
     assert model.ep_cost_mean > 0  # the random warm-up walks through the hazard now and then
 
 
+def test_feasibility_summary_counts_the_plans_and_fallbacks_since_the_last_pop(safe_model) -> None:
+    model, _ = safe_model
+    model.policy.pop_feasibility()
+    before = model.policy.num_cost_fallbacks
+    obs = model.replay_buffer.observations[:5, 0]
+    for step, observation in enumerate(obs):
+        model.predict(observation[None], episode_start=np.array([step == 0]), deterministic=True)
+    summary = model.policy.pop_feasibility()
+    assert summary is not None and summary["plans"] == len(obs)
+    assert summary["fallbacks"] == model.policy.num_cost_fallbacks - before
+    assert model.policy.pop_feasibility() is None
+
+
 def test_safe_loop_save_load_predict(safe_model, tmp_path) -> None:
     model, _ = safe_model
     obs = np.array([[-0.5, 0.05], [0.2, -0.3]], dtype=np.float32)

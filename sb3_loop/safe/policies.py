@@ -92,6 +92,7 @@ class SafeLOOPPolicy(PlanningPolicyMixin, SACPolicy):
         return {
             "feasible_fraction": sum(s["feasible_fraction"] * s["plans"] for s in summaries) / plans,
             "iterations": sum(s["iterations"] * s["plans"] for s in summaries) / plans,
+            "fallbacks": sum(s["fallbacks"] for s in summaries),
             "plans": plans,
         }
 
