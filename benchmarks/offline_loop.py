@@ -198,7 +198,7 @@ def train(
     the paper's code does (one saved dynamics model per dataset).
     """
     env_id = _env_id(dataset_name)
-    path = models_dir / dataset_name / f"seed{seed}.zip"
+    path = model_path(models_dir, dataset_name, seed)
     info_path = path.with_suffix(".json")
     if path.is_file() and info_path.is_file():
         info = json.loads(info_path.read_text())
@@ -232,6 +232,11 @@ def train(
     info_path.write_text(json.dumps(info, indent=1) + "\n")
     print(f"[{dataset_name} seed{seed}] trained in {info['train_seconds']:.0f} s; ensemble {ensemble_info}")
     return model, info
+
+
+def model_path(models_dir: Path, dataset_name: str, seed: int) -> Path:
+    """Where ``train`` saves the OfflineLOOP of one dataset and seed."""
+    return models_dir / dataset_name / f"seed{seed}.zip"
 
 
 def _as_json(value: Any) -> Any:
@@ -318,9 +323,9 @@ def check_same_prior(args: argparse.Namespace, dataset_name: str, seed: int) -> 
     Without it ``train`` would train a prior of its own, and the new variants would be compared with records
     of another prior (the saved models are not kept in git, so a fresh machine lacks them).
     """
-    if (args.models_dir / dataset_name / f"seed{seed}.zip").is_file():
+    if model_path(args.models_dir, dataset_name, seed).is_file():
         return
-    run_records = sorted((args.results_dir / "offline_loop" / "runs" / dataset_name).glob(f"seed{seed}_*.json"))
+    run_records = sorted(_record(args, dataset_name, seed, "*").parent.glob(f"seed{seed}_*.json"))
     for record in run_records:
         prior_from = json.loads(record.read_text()).get("prior_from")
         if prior_from is not None and not (args.prior_models / prior_from).is_file():
