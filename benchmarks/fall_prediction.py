@@ -41,9 +41,7 @@ def actor_episode(model: LOOP, env_id: str, seed: int) -> tuple[np.ndarray, np.n
 
 
 @torch.no_grad()
-def predicted_end_probability(
-    model: LOOP, starts: np.ndarray, actions: np.ndarray, particles: int, seed: int
-) -> np.ndarray:
+def predicted_end_probability(model: LOOP, starts: np.ndarray, actions: np.ndarray, particles: int, seed: int) -> np.ndarray:
     """P(predicted termination within k steps) for each start [N, d] and action window [N, k, a]; returns [N, k].
     Uses the termination function the model's planner plans with."""
     dynamics, terminated_fn = model.policy.dynamics, model.policy.planner.termination_fn

@@ -95,7 +95,8 @@ def summarize(logs: dict[tuple[str, int], list[dict]], args: argparse.Namespace,
         "before refitting (never-seen data), averaged over the refits in each window; in units of the",
         "training targets' standard deviation. Same data and same initial weights for both rules (per seed).",
         "",
-        "| window (env steps) | " + " | ".join(f"{rule} (seeds {', '.join(map(str, seeds))})" for rule in args.rules)
+        "| window (env steps) | "
+        + " | ".join(f"{rule} (seeds {', '.join(map(str, seeds))})" for rule in args.rules)
         + " | ratio keep_better / best_epoch |",
         "|---|" + "---|" * (len(args.rules) + 1),
     ]

@@ -39,7 +39,7 @@ CHECKPOINTS = (5000, 10000, 15000, 20000)
 WINDOWS = ((1000, 5000), (5000, 10000), (10000, 15000), (15000, 20000))
 COMMAND = (
     "python benchmarks/compare.py --only ENV loop SEED --steps loop=20000 --eval-freq 5000 --eval-episodes 3 "
-    "--no-report --extra \"loop=-params dynamics_refit_selection:\\\"'VARIANT'\\\"\" "
+    '--no-report --extra "loop=-params dynamics_refit_selection:\\"\'VARIANT\'\\"" '
     "--runs-dir benchmarks/runs_refit_VARIANT --results-dir benchmarks/results/refit_VARIANT"
 )
 
