@@ -271,6 +271,22 @@ def eval_records(table: str, models: Sequence[Path], variants: Sequence[Variant]
     return found
 
 
+def report_models(table: str, args: argparse.Namespace) -> list[Path]:
+    """
+    The models of a report: :func:`default_models`, else (the model files are not kept between machines) the
+    models that the stored records of ``table`` on ``--env`` name, so ``--report-only`` rebuilds the table.
+    """
+    models = default_models(args)
+    if models or args.models:
+        return models
+    named = {
+        stored["model"]
+        for path in sorted((args.results_root / "ablations" / table).glob("*/*.json"))
+        if (stored := _read_json(path)) is not None and stored.get("env") == args.env and "model" in stored
+    }
+    return [(compare.REPOSITORY / model).resolve() for model in sorted(named)]
+
+
 def default_models(args: argparse.Namespace) -> list[Path]:
     """``--models``, else the final models of the default family's runs on ``--env`` finished as asked (:func:`matches`)."""
     if args.models:
@@ -344,10 +360,14 @@ def _model_label(model: Path, records: dict, variants: Sequence[Variant]) -> str
 
 
 def training_table(families: Sequence[Family], env: str, args: argparse.Namespace) -> list[str]:
-    """Evaluation return at each evaluation step (mean ± std over seeds) and wall-clock, per family."""
+    """
+    Evaluation return at each evaluation step (mean ± std over seeds), the planner's actor divergence and
+    ms per action in training (:func:`_training_mean`) and wall-clock, per family.
+    """
     checkpoints = list(range(args.eval_freq, args.steps + 1, args.eval_freq))
     lines = ["| configuration | seeds finished | " + " | ".join(f"{c} steps" for c in checkpoints)
-             + " | wall-clock per run [s] |", "|---|---|" + "---|" * (len(checkpoints) + 1)]  # fmt: skip
+             + " | actor divergence in training | ms per action in training | wall-clock per run [s] |",
+             "|---|---|" + "---|" * (len(checkpoints) + 3)]  # fmt: skip
     missing = []
     for family in families:
         runs, found = family_runs(family, env, args), _all_family_runs(family, env, args)
@@ -358,6 +378,9 @@ def training_table(families: Sequence[Family], env: str, args: argparse.Namespac
             values = [v for v in (compare.value_at(runs[s], checkpoint) for s in args.seeds if s in runs) if v is not None]
             cells.append(f"{_fmt(values)} ({len(values)})" if values else "-")
         clocks = [runs[s].wall_clock_s for s in args.seeds if s in runs and runs[s].wall_clock_s is not None]
+        for key, digits in (("actor_divergence", 2), ("ms_per_action", 1)):
+            values = [v for v in (_training_mean(runs[s], key) for s in args.seeds if s in runs) if v is not None]
+            cells.append(f"{_fmt(values, digits)} ({len(values)})" if values else "-")
         finished = ", ".join(str(s) for s in args.seeds if s in runs and runs[s].done) or "-"
         lines.append(f"| {family.label} | {finished} | " + " | ".join(cells) + f" | {_fmt(clocks, 0)} |")
     lines += ["", "Not run or unfinished: " + ("; ".join(missing) if missing else "nothing.")]
@@ -365,6 +388,11 @@ def training_table(families: Sequence[Family], env: str, args: argparse.Namespac
     lines += [f"- {family.label}: `{compare_command(family, env, args.seeds[0], args)}` (and the other seeds)"
               for family in _unique(families)]  # fmt: skip
     return lines
+
+
+def _training_mean(run: compare.RunResult, key: str) -> float | None:
+    """The mean of a ``planner/<key>`` value over a run's log dumps (``planner_log``; ``None`` if not logged)."""
+    return _mean([float(d[key]) for d in run.planner_log or [] if d.get(key) is not None])
 
 
 def _missing_note(run: compare.RunResult | None, found: compare.RunResult | None) -> str:
@@ -376,7 +404,10 @@ def _missing_note(run: compare.RunResult | None, found: compare.RunResult | None
 def training_header(args: argparse.Namespace) -> list[str]:
     return [f"Seeds {', '.join(map(str, args.seeds))}; {args.steps} env steps; evaluation every {args.eval_freq} "
             f"steps, {args.eval_episodes} deterministic episodes (the zoo's EvalCallback), return = mean over them; "
-            "cells: mean ± std over seeds (population std) and (seeds).", ""]  # fmt: skip
+            "cells: mean ± std over seeds (population std) and (seeds). Actor divergence (mean |a_plan - a_actor|^2, "
+            "squashed actions) and ms per action in training: a run's mean of `planner/actor_divergence` and "
+            "`planner/ms_per_action` over the log dumps in its `train.log` (SB3 prints 3 significant digits); "
+            "'-' for runs whose log did not survive.", ""]  # fmt: skip
 
 
 def eval_header(args: argparse.Namespace) -> list[str]:
@@ -392,7 +423,7 @@ def eval_header(args: argparse.Namespace) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- reports
 def report_planners(args: argparse.Namespace) -> Path:
-    models = default_models(args)
+    models = report_models("planners", args)
     records = eval_records("planners", models, PLANNER_VARIANTS, args)
     lines = ["# Ablation: the planner", "", f"Generated by `benchmarks/ablations.py` on {_now()}.", "",
              "## At evaluation: one trained model, each planner", "",
@@ -408,7 +439,7 @@ def report_planners(args: argparse.Namespace) -> Path:
 
 
 def report_horizon(args: argparse.Namespace) -> Path:
-    models = default_models(args)
+    models = report_models("horizon", args)
     records = eval_records("horizon", models, HORIZON_VARIANTS, args)
     lines = ["# Ablation: the planning horizon", "", f"Generated by `benchmarks/ablations.py` on {_now()}.", "",
              "## At evaluation: ARC with H steps on one trained model (trained with H=3 unless `--models`)", "",

@@ -39,7 +39,8 @@ episode in progress start afresh). A finished run's checkpoint is deleted.
 ``benchmarks/runs/`` is not committed (models, logs). What a report needs is: every run's evaluations,
 status and wall-clock go to a small record, ``benchmarks/results/runs/<env>/<algo>_seed<k>.json``, when
 the run ends and at every report; a finished LOOP run's record also holds its final model's
-``dynamics_log`` (one entry per ensemble refit), a resumed run's the steps it was resumed at
+``dynamics_log`` (one entry per ensemble refit) and its ``planner_log`` (the ``planner/*`` values of
+each log dump in ``train.log``, with ``total_timesteps``), a resumed run's the steps it was resumed at
 (``resumed_at_steps``). Commit the records: on a fresh checkout, finished runs are skipped and reports
 are rebuilt from them, so a comparison can be completed over several sittings.
 A hand-written ``benchmarks/results/notes/compare_<env>.md`` (commands, caveats) is appended to the report.
@@ -312,6 +313,43 @@ def saved_dynamics_log(data: dict | None) -> list[dict] | None:
     return log if isinstance(log, list) and all(isinstance(entry, dict) for entry in log) else None
 
 
+_LOG_ROW = re.compile(r"^\|\s*(\S+?)\s*\|\s*(\S*)\s*\|$")
+
+
+def logged_planner_values(log_file: Path) -> list[dict] | None:
+    """
+    The ``planner/*`` values (e.g. ``actor_divergence``) of every log dump SB3 printed to a run's
+    ``train.log``, each with its ``total_timesteps``; ``None`` without a log or planner values.
+    """
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return None
+    dumps, section, values = [], "", {}
+    for line in text.splitlines():
+        if line.startswith("---"):
+            if "total_timesteps" in values and len(values) > 1:
+                dumps.append(values)
+            section, values = "", {}
+            continue
+        match = _LOG_ROW.match(line.strip())
+        if match is None:
+            continue
+        key, value = match.groups()
+        if key.endswith("/"):
+            section = key
+        elif (section == "planner/" or key == "total_timesteps") and (number := _to_float(value)) is not None:
+            values[key] = number
+    return [{**d, "total_timesteps": int(d["total_timesteps"])} for d in dumps] or None
+
+
+def _to_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
 
@@ -330,6 +368,7 @@ class RunResult:
     episode_returns: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # [evaluations, episodes]
     wall_clock_s: float | None = None
     dynamics_log: list[dict] | None = None  # LOOP's per-refit ensemble statistics (final model)
+    planner_log: list[dict] | None = None  # LOOP's planner/* values per log dump (train.log)
     resumed_at_steps: list[int] = field(default_factory=list)  # steps of the checkpoints later sittings continued
 
     @property
@@ -365,6 +404,7 @@ def read_run_directory(seed_dir: Path, env: str, algo: str) -> RunResult | None:
     if done is not None:
         run.wall_clock_s = float(done["wall_clock_s"])
         run.dynamics_log = saved_dynamics_log(saved_model_data(seed_dir, algo, env))
+        run.planner_log = logged_planner_values(seed_dir / LOG_FILE)
     # a resumed launch starts its evaluations.npz with those of the checkpoint it continued from
     evaluations = [p / "evaluations.npz" for p in _zoo_run_folders(seed_dir, algo, env) if (p / "evaluations.npz").is_file()]
     if evaluations:
@@ -435,6 +475,8 @@ def write_record(results_dir: Path, env: str, run: RunResult, stored: dict | Non
         record["resumed_at_steps"] = run.resumed_at_steps
     if run.dynamics_log is not None:
         record["dynamics_log"] = run.dynamics_log
+    if run.planner_log:
+        record["planner_log"] = run.planner_log
     if stored is not None and _content(stored) == _content(record):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -494,6 +536,7 @@ def _record_to_run(data: dict) -> RunResult:
         episode_returns=returns.reshape(len(returns), -1),
         wall_clock_s=data.get("wall_clock_s"),
         dynamics_log=data.get("dynamics_log"),
+        planner_log=data.get("planner_log"),
         resumed_at_steps=list(data.get("resumed_at_steps") or []),
     )
 

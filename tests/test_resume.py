@@ -250,20 +250,59 @@ def test_compare_reads_the_latest_launch_and_records_the_dynamics_log(tmp_path):
         archive.writestr("data", json.dumps({"num_timesteps": 200, "dynamics_log": log}))
     (seed_dir / "run.json").write_text(json.dumps({"steps": 200, "resumed": [{"at_steps": 100, "time": "t"}]}))
     (seed_dir / "done.json").write_text(json.dumps({"steps": 200, "wall_clock_s": 3.0}))
+    (seed_dir / "train.log").write_text(SB3_STDOUT_DUMPS)
     run = compare.read_run_directory(seed_dir, "Pendulum-v1", "loop")
     assert run.timesteps.tolist() == [100, 200] and run.dynamics_log == log and run.resumed_at_steps == [100]
+    planner_log = [
+        {"actor_divergence": 10.6, "fallbacks": 0.0, "ms_per_action": 24.3, "total_timesteps": 100},
+        {"actor_divergence": 0.25, "fallbacks": 1.0, "ms_per_action": 30.0, "total_timesteps": 200},
+    ]
+    assert run.planner_log == planner_log  # the SAC-only dump in between has no planner values
     assert compare.saved_num_timesteps(seed_dir, "loop", "Pendulum-v1") == 200
 
     path = compare.write_record(tmp_path / "results", "Pendulum-v1", run)
     stored = json.loads(path.read_text())
     assert stored["dynamics_log"] == log and stored["resumed_at_steps"] == [100]
+    assert stored["planner_log"] == planner_log
     again = compare.read_record(tmp_path / "results", "Pendulum-v1", "loop", 0)
     assert again.dynamics_log == log and again.resumed_at_steps == [100] and again.done
+    assert again.planner_log == planner_log
 
     # a record written before these fields existed (and a SAC run) loads, and gets none of them
-    for key in ("dynamics_log", "resumed_at_steps"):
+    for key in ("dynamics_log", "resumed_at_steps", "planner_log"):
         del stored[key]
     old = compare._record_to_run({**stored, "algo": "sac"})
     assert old.dynamics_log is None and old.resumed_at_steps == [] and old.timesteps.tolist() == [100, 200]
+    assert old.planner_log is None
     sac_path = compare.write_record(tmp_path / "results", "Pendulum-v1", old)
-    assert not {"dynamics_log", "resumed_at_steps"} & set(json.loads(sac_path.read_text()))
+    assert not {"dynamics_log", "resumed_at_steps", "planner_log"} & set(json.loads(sac_path.read_text()))
+    assert compare.logged_planner_values(tmp_path / "no_such.log") is None
+
+
+# SB3's stdout logger as the zoo's train.log holds it: two LOOP dumps with a SAC-only dump between them
+SB3_STDOUT_DUMPS = """Using cpu device
+----------------------------------
+| planner/            |          |
+|    actor_divergence | 10.6     |
+|    fallbacks        | 0        |
+|    ms_per_action    | 24.3     |
+| time/               |          |
+|    episodes         | 4        |
+|    total_timesteps  | 100      |
+----------------------------------
+New best mean reward!
+---------------------------------
+| time/              |          |
+|    total_timesteps | 150      |
+| train/             |          |
+|    actor_loss      | -22.7    |
+---------------------------------
+----------------------------------
+| planner/            |          |
+|    actor_divergence | 0.25     |
+|    fallbacks        | 1        |
+|    ms_per_action    | 30       |
+| time/               |          |
+|    total_timesteps  | 200      |
+----------------------------------
+"""
