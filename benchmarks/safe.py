@@ -137,12 +137,12 @@ def evaluate(
     policy: Any, task: str, episodes: int, max_steps: int | None = None, predicted_cost: PredictedCost | None = None
 ) -> dict[str, list[float]]:
     """
-    Returns and summed costs of deterministic episodes from the start states of env seeds EVAL_SEED + i;
-    with ``predicted_cost`` also each episode's cost as the model predicted it, step by step, for the
-    actions taken (``predicted_costs``).
+    Returns, summed costs and lengths of deterministic episodes from the start states of env seeds
+    EVAL_SEED + i; with ``predicted_cost`` also each episode's cost as the model predicted it, step by
+    step, for the actions taken (``predicted_costs``).
     """
     env = gym.make(task)
-    returns, costs, predicted = [], [], []
+    returns, costs, lengths, predicted = [], [], [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=EVAL_SEED + episode)
         total_return = total_cost = total_predicted = 0.0
@@ -157,9 +157,11 @@ def evaluate(
             done, step = terminated or truncated, step + 1
         returns.append(total_return)
         costs.append(total_cost)
+        lengths.append(step)
         predicted.append(total_predicted)
     env.close()
-    return {"returns": returns, "costs": costs, **({"predicted_costs": predicted} if predicted_cost else {})}
+    result = {"returns": returns, "costs": costs, "lengths": lengths}
+    return {**result, **({"predicted_costs": predicted} if predicted_cost else {})}
 
 
 def safe_loop_predicted_cost(model: SafeLOOP) -> PredictedCost:
