@@ -28,6 +28,9 @@ run's folder to start it over. A finished run leaves a small JSON record in
     python benchmarks/safe.py --only SafetyPointGoal1AR5-v0 safe_loop 1   # one run
     python benchmarks/safe.py --tasks SafetyHalfCheetahVelocity-v1 --steps 200000   # another task or budget
     python benchmarks/safe.py --report-only
+    # a variant of the packaged hyperparameters, kept apart from their records
+    python benchmarks/safe.py --only SafetyHopperVelocity-v1 safe_loop 2 --params critic_cost_penalty=2 \
+        --results-dir benchmarks/results/safe_critic_penalty --runs-dir benchmarks/runs_safe_critic_penalty
     # smoke test of the script itself (tiny networks and populations: meaningless numbers)
     python benchmarks/safe.py --smoke --steps 300 --eval-every 150 --eval-episodes 1 --eval-max-steps 30 \\
         --results-dir /tmp/safe_results --runs-dir /tmp/safe_runs
@@ -93,8 +96,17 @@ SMOKE["safe_loop"] = {**SMOKE["loop"], "max_planning_iterations": 6}
 
 
 # --------------------------------------------------------------------------------- settings
-def algorithm_kwargs(algo: str, task: str, smoke: bool = False, learning_starts: int | None = None) -> dict[str, Any]:
-    """Constructor arguments of ``algo`` on ``task`` from the packaged YAML files (see the module docstring)."""
+def algorithm_kwargs(
+    algo: str,
+    task: str,
+    smoke: bool = False,
+    learning_starts: int | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """
+    Constructor arguments of ``algo`` on ``task`` from the packaged YAML files (see the module docstring),
+    then ``params`` (``--params``) on top.
+    """
     source = "sac_lag" if algo == "sac_lag" else "safe_loop"
     entries = yaml.safe_load(hyperparams_path(source).read_text())
     if task not in entries:
@@ -107,7 +119,18 @@ def algorithm_kwargs(algo: str, task: str, smoke: bool = False, learning_starts:
         kwargs.update(SMOKE[algo])
     if learning_starts is not None:
         kwargs["learning_starts"] = learning_starts
-    return kwargs
+    return {**kwargs, **(params or {})}
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` (values read as YAML) -> a dict; a pair without ``=`` stops the script."""
+    params = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise SystemExit(f"--params: {pair!r} is not KEY=VALUE")
+        params[key] = yaml.safe_load(value)
+    return params
 
 
 def deploy_constraint(task: str, smoke: bool = False) -> dict[str, Any]:
@@ -196,7 +219,7 @@ class Run:
             "eval_episodes": args.eval_episodes,
             "eval_max_steps": args.eval_max_steps,
             "smoke": args.smoke,
-            "kwargs": _jsonable(algorithm_kwargs(algo, task, args.smoke, args.learning_starts)),
+            "kwargs": _jsonable(algorithm_kwargs(algo, task, args.smoke, args.learning_starts, args.params)),
         }
 
     @property
@@ -241,7 +264,7 @@ class Run:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory.mkdir(parents=True)
             model = cls("MlpPolicy", env, seed=self.seed, device="cpu", **algorithm_kwargs(
-                self.algo, self.task, self.args.smoke, self.args.learning_starts))  # fmt: skip
+                self.algo, self.task, self.args.smoke, self.args.learning_starts, self.args.params))  # fmt: skip
             evaluations: list[dict[str, Any]] = []
             wall_clock, resumed = 0.0, []
         else:
@@ -505,7 +528,18 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR))
     parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    parser.add_argument(
+        "--params",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="constructor arguments over the packaged ones (a variant: needs its own --results-dir and --runs-dir)",
+    )
     args = parser.parse_args()
+    args.params = parse_params(args.params)
+    if args.params and (Path(args.results_dir) == DEFAULT_RESULTS_DIR or Path(args.runs_dir) == DEFAULT_RUNS_DIR):
+        parser.error("--params makes a variant: give it a --results-dir and a --runs-dir of its own, so the "
+                     "packaged configuration's records and checkpoints stay as they are")  # fmt: skip
     if args.only:
         task, algo, seed = args.only
         if algo not in ALGOS:

@@ -191,6 +191,26 @@ def test_buffer_add_directly_and_error_cases():
         CostReplayBuffer(10, obs_space, act_space, optimize_memory_usage=True)
 
 
+def test_buffer_samples_penalised_rewards_and_stores_raw_ones():
+    obs_space = spaces.Box(-10, 10, (1,), np.float32)
+    act_space = spaces.Box(-1, 1, (1,), np.float32)
+    buffer = CostReplayBuffer(10, obs_space, act_space, device="cpu", reward_cost_penalty=2.0)
+    for step in range(6):
+        obs = np.full((1, 1), step, np.float32)
+        buffer.add(obs, obs + 1, np.zeros((1, 1)), np.array([1.0]), np.zeros(1), [{"cost": float(step % 2)}])
+    batch = buffer.sample(64)
+    # reward 1 everywhere; odd steps cost 1 and are sampled as 1 - 2 * 1.
+    odd = batch.observations[:, 0] % 2 == 1
+    np.testing.assert_allclose(batch.rewards[:, 0], np.where(odd, -1.0, 1.0))
+    assert odd.any() and (~odd).any()
+    np.testing.assert_array_equal(buffer.rewards[:6, 0], 1.0)  # stored raw
+    buffer.reward_cost_penalty = 0.0
+    np.testing.assert_array_equal(buffer.sample(16).rewards, 1.0)
+    for bad in (-1.0, float("nan"), float("inf"), "1"):
+        with pytest.raises(ValueError, match="reward_cost_penalty"):
+            CostReplayBuffer(10, obs_space, act_space, reward_cost_penalty=bad)
+
+
 def test_replay_buffer_save_and_load(tmp_path):
     model = SACLagrangian("MlpPolicy", counter_env(), learning_starts=10_000, buffer_size=100, seed=0, **TINY)
     model.learn(23)

@@ -324,6 +324,34 @@ def test_safe_loop_save_load_predict(safe_model, tmp_path) -> None:
         LOOP.load(tmp_path / "safe")
 
 
+def test_critic_cost_penalty_reaches_the_critic_not_the_ensemble(tmp_path) -> None:
+    model = SafeLOOP("MlpPolicy", make_env(), seed=0, critic_cost_penalty=3.0, **toy_kwargs(learning_starts=100))
+    assert model.critic_cost_penalty == 3.0 and model.replay_buffer.reward_cost_penalty == 0.0
+    sampled: list = []
+    sample = model.replay_buffer.sample
+
+    def spy(*args, **kwargs):
+        sampled.append(sample(*args, **kwargs))
+        return sampled[-1]
+
+    model.replay_buffer.sample = spy
+    model.learn(250)
+    buffer = model.replay_buffer
+    assert buffer.reward_cost_penalty == 3.0 and sampled
+    costs, rewards = buffer.costs[: buffer.pos, 0], buffer.rewards[: buffer.pos, 0]
+    assert costs.max() == 1.0  # the warm-up crossed the hazard
+    # The critic's batches are penalised; the ensemble's refit reads the raw stored rewards.
+    by_obs = {tuple(o): (r, c) for o, r, c in zip(buffer.observations[: buffer.pos, 0].tolist(), rewards, costs)}
+    for batch in sampled[-3:]:
+        for obs, reward in zip(batch.observations.tolist(), batch.rewards[:, 0].tolist()):
+            raw, cost = by_obs[tuple(obs)]
+            assert reward == pytest.approx(raw - 3.0 * cost, abs=1e-5)
+    _, _, fitted_rewards, _ = model._replay_transitions()
+    np.testing.assert_allclose(np.sort(fitted_rewards.reshape(-1)), np.sort(rewards), rtol=1e-6)
+    model.save(tmp_path / "penalised")
+    assert SafeLOOP.load(tmp_path / "penalised").critic_cost_penalty == 3.0
+
+
 def _loop_file(tmp_path) -> str:
     path = str(tmp_path / "loop")
     LOOP("MlpPolicy", "Pendulum-v1", **tiny_kwargs()).save(path)
@@ -357,6 +385,8 @@ def test_configure_planner_switches_cost_source(safe_model) -> None:
         ({"widen_factor": 0.9}, "widen_factor"),
         ({"cost_fn": "no_such_module_path"}, "cost_fn"),
         ({"replay_buffer_class": ReplayBuffer}, "CostReplayBuffer"),
+        ({"critic_cost_penalty": -1.0}, "critic_cost_penalty"),
+        ({"critic_cost_penalty": math.inf}, "critic_cost_penalty"),
     ],
 )
 def test_safe_loop_rejects_bad_arguments(kwargs: dict, match: str) -> None:

@@ -13,6 +13,12 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_loop.safe.costs import costs_from_infos
 
 
+def check_cost_penalty(name: str, value: float) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name}={value!r}: must be a finite number >= 0")
+
+
 class CostReplayBufferSamples(NamedTuple):
     """:class:`~stable_baselines3.common.type_aliases.ReplayBufferSamples` plus the transitions' ``costs``."""
 
@@ -43,9 +49,12 @@ class CostReplayBuffer(ReplayBuffer):
     :param optimize_memory_usage: Not supported (must be ``False``).
     :param handle_timeout_termination: Bootstrap through time-limit truncations (``info["TimeLimit.truncated"]``).
     :param env_id: Named in the error raised when a step has no cost.
+    :param reward_cost_penalty: ``lambda`` of the sampled rewards ``r - lambda * cost`` (finite, >= 0; 0: the
+        raw rewards). Only sampling sees it: the stored rewards stay raw.
     """
 
     costs: np.ndarray
+    reward_cost_penalty: float = 0.0  # class default: also for buffers pickled before the attribute existed
 
     def __init__(
         self,
@@ -57,7 +66,9 @@ class CostReplayBuffer(ReplayBuffer):
         optimize_memory_usage: bool = False,
         handle_timeout_termination: bool = True,
         env_id: str | None = None,
+        reward_cost_penalty: float = 0.0,
     ) -> None:
+        check_cost_penalty("reward_cost_penalty", reward_cost_penalty)
         if optimize_memory_usage:
             raise ValueError(
                 "CostReplayBuffer does not support optimize_memory_usage=True (it stores next observations "
@@ -73,6 +84,7 @@ class CostReplayBuffer(ReplayBuffer):
             handle_timeout_termination=handle_timeout_termination,
         )
         self.env_id = env_id
+        self.reward_cost_penalty = float(reward_cost_penalty)
         self.costs = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
 
     def add(
@@ -92,6 +104,10 @@ class CostReplayBuffer(ReplayBuffer):
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> CostReplayBufferSamples:
         env_inds = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        costs = self.costs[batch_inds, env_inds].reshape(-1, 1)
+        rewards = self.rewards[batch_inds, env_inds].reshape(-1, 1)
+        if self.reward_cost_penalty:
+            rewards = rewards - self.reward_cost_penalty * costs
         # Transitions that ended in a termination (not a time-limit truncation) do not bootstrap.
         dones = self.dones[batch_inds, env_inds] * (1.0 - self.timeouts[batch_inds, env_inds])
         arrays = (
@@ -99,7 +115,7 @@ class CostReplayBuffer(ReplayBuffer):
             self.actions[batch_inds, env_inds],
             self._normalize_obs(self.next_observations[batch_inds, env_inds], env),
             dones.reshape(-1, 1),
-            self._normalize_reward(self.rewards[batch_inds, env_inds].reshape(-1, 1), env),
-            self.costs[batch_inds, env_inds].reshape(-1, 1),
+            self._normalize_reward(rewards, env),
+            costs,
         )
         return CostReplayBufferSamples(*(self.to_torch(array) for array in arrays))

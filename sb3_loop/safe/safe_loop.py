@@ -19,7 +19,7 @@ from sb3_loop.dynamics.termination import get_termination_fn, never_terminates, 
 from sb3_loop.envs import POINT_GOAL_ENV_IDS
 from sb3_loop.loop import LOOP
 from sb3_loop.planning import ConstrainedReturn, PlanningCostFn, Scorer
-from sb3_loop.safe.buffers import CostReplayBuffer
+from sb3_loop.safe.buffers import CostReplayBuffer, check_cost_penalty
 from sb3_loop.safe.costs import CostFunction, _resolve_cost_fn
 from sb3_loop.safe.episode_costs import EpisodeCostMixin
 from sb3_loop.safe.policies import SafeLOOPPolicy
@@ -106,6 +106,11 @@ class SafeLOOP(EpisodeCostMixin, LOOP):
         scaled to [-1, 1], leading batch dims), or its import path ``"module:function"``; ``None``: the
         ensemble's learned cost. The ensemble learns the cost in either case, so it can be switched with
         :meth:`configure_planner`.
+    :param critic_cost_penalty: ``lambda`` of the reward ``r - lambda * cost`` that SAC's critic and actor
+        learn (finite, >= 0). 0 (the paper's SafeLOOP): they learn the reward alone, so the actor's
+        proposals and the critic's terminal value know nothing of costs and only the planner's horizon
+        does. A positive penalty makes the actor propose, and the critic value, behaviour that stays cheap
+        beyond the horizon. The ensemble and the planner's predicted rewards stay raw.
     :param replay_buffer_class: A :class:`~sb3_loop.safe.CostReplayBuffer` (sub)class (default).
 
     The other arguments are :class:`~sb3_loop.LOOP`'s, with ``horizon`` 8 by default.
@@ -132,6 +137,7 @@ class SafeLOOP(EpisodeCostMixin, LOOP):
         max_planning_iterations: int = 25,
         widen_factor: float = 1.5,
         cost_fn: CostFunction | str | None = None,
+        critic_cost_penalty: float = 0.0,
         learning_rate: float | Schedule = 1e-3,
         buffer_size: int = 1_000_000,
         learning_starts: int = 1000,
@@ -181,6 +187,8 @@ class SafeLOOP(EpisodeCostMixin, LOOP):
         self._make_scorer()  # check the constraint settings before anything is built
         self.cost_fn = cost_fn
         resolve_planning_cost_fn(cost_fn)
+        check_cost_penalty("critic_cost_penalty", critic_cost_penalty)
+        self.critic_cost_penalty = float(critic_cost_penalty)
         if replay_buffer_class is None:
             replay_buffer_class = CostReplayBuffer
         elif not (isinstance(replay_buffer_class, type) and issubclass(replay_buffer_class, CostReplayBuffer)):
@@ -282,6 +290,11 @@ class SafeLOOP(EpisodeCostMixin, LOOP):
         buffer = self.replay_buffer
         upper = buffer.buffer_size if buffer.full else buffer.pos
         return np.asarray(buffer.costs[:upper], dtype=np.float32).reshape(-1)
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        # Set on every call rather than once: a loaded or replaced replay buffer must learn the same reward.
+        self.replay_buffer.reward_cost_penalty = self.critic_cost_penalty
+        super().train(gradient_steps, batch_size)
 
     def _setup_learn(
         self,
