@@ -31,6 +31,9 @@ run's folder to start it over. A finished run leaves a small JSON record in
     # a variant of the packaged hyperparameters, kept apart from their records
     python benchmarks/safe.py --only SafetyHopperVelocity-v1 safe_loop 2 --params critic_cost_penalty=2 \
         --results-dir benchmarks/results/safe_critic_penalty --runs-dir benchmarks/runs_safe_critic_penalty
+    # its report, beside the packaged LOOP and SAC-Lagrangian runs (targets checked on the seeds both have)
+    python benchmarks/safe.py --report-only --tasks SafetyHopperVelocity-v1 \\
+        --results-dir benchmarks/results/safe_critic_penalty --baseline-dir benchmarks/results
     # smoke test of the script itself (tiny networks and populations: meaningless numbers)
     python benchmarks/safe.py --smoke --steps 300 --eval-every 150 --eval-episodes 1 --eval-max-steps 30 \\
         --results-dir /tmp/safe_results --runs-dir /tmp/safe_runs
@@ -360,11 +363,28 @@ def _cell(values: list[float]) -> str:
     return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
 
-def write_report(results_dir: Path, task: str) -> Path | None:
+def write_report(results_dir: Path, task: str, baseline_dir: Path | None = None) -> Path | None:
+    """Rebuild ``safe_<task>.md`` and ``.png`` from the records in ``results_dir``.
+
+    :param baseline_dir: for a variant's ``results_dir``: the packaged configuration's results folder, whose
+        records stand in for the algorithms the variant did not run (marked "packaged") and whose SafeLOOP
+        runs on the variant's seeds are shown beside the variant's.
+    """
     records = load_records(results_dir, task)
     if not records:
         return None
     by_algo = {algo: [r for r in records if r["algo"] == algo] for algo in ALGOS}
+    labels = dict(LABELS)
+    packaged_safe: list[dict[str, Any]] = []
+    if baseline_dir is not None and Path(baseline_dir).resolve() != Path(results_dir).resolve():
+        baseline = {algo: [r for r in load_records(baseline_dir, task) if r["algo"] == algo] for algo in ALGOS}
+        for algo in ALGOS:
+            if not by_algo[algo] and baseline[algo]:
+                by_algo[algo], labels[algo] = baseline[algo], f"{LABELS[algo]} (packaged)"
+        variant_seeds = {r["seed"] for r in by_algo["safe_loop"]}
+        if by_algo["safe_loop"] and labels["safe_loop"] == LABELS["safe_loop"]:
+            packaged_safe = [r for r in baseline["safe_loop"] if r["seed"] in variant_seeds]
+            labels["safe_loop"] = f"SafeLOOP ({variant_label(by_algo['safe_loop'])})"
     steps = sorted({r["evaluations"][-1]["steps"] for r in records})
     lines = [
         f"# Safe RL on {task}: LOOP vs SafeLOOP vs SAC-Lagrangian",
@@ -376,46 +396,88 @@ def write_report(results_dir: Path, task: str) -> Path | None:
         "| algorithm | seeds | env steps | return | cost | wall-clock (h) |",
         "|---|---|---|---|---|---|",
     ]
-    for algo, runs in by_algo.items():
-        if runs:
-            hours = np.mean([r["wall_clock_s"] for r in runs]) / 3600
-            run_steps = ", ".join(str(s) for s in sorted({r["evaluations"][-1]["steps"] for r in runs}))
-            returns, costs = _cell([final(r, "returns") for r in runs]), _cell([final(r, "costs") for r in runs])
-            lines.append(f"| {LABELS[algo]} | {len(runs)} | {run_steps} | {returns} | {costs} | {hours:.2f} |")
-    lines += ["", *targets(by_algo), "", *planner_lines(by_algo["safe_loop"]), *deploy_table(by_algo["loop"])]
+    rows = [(labels[algo], runs) for algo, runs in by_algo.items() if runs]
+    if packaged_safe:
+        rows.append(("SafeLOOP (packaged, same seeds)", packaged_safe))
+    lines += [summary_row(label, runs) for label, runs in rows]
+    lines += ["", *per_seed_table(rows), "", *targets(by_algo), "", *planner_lines(by_algo["safe_loop"])]
+    lines += deploy_table(by_algo["loop"])
     if any(r["settings"]["smoke"] for r in records):
         lines += ["", "**Smoke settings** (tiny networks and populations): these numbers say nothing about the methods."]
     if len(steps) > 1:
         lines += ["", f"Runs end at different step counts: {steps}."]
     path = results_dir / f"safe_{task}.md"
-    plot(by_algo, task, path.with_suffix(".png"))
+    plot(by_algo, task, path.with_suffix(".png"), labels)
     lines += ["", f"![curves](safe_{task}.png)", ""]
     path.write_text("\n".join(lines))
     return path
 
 
+def variant_label(runs: list[dict[str, Any]]) -> str:
+    """The arguments a variant's runs set over the packaged entry, e.g. ``critic_cost_penalty=2``."""
+    if not runs:
+        return "variant"
+    packaged = _jsonable(algorithm_kwargs(runs[0]["algo"], runs[0]["task"], runs[0]["settings"]["smoke"]))
+    changed = {k: v for k, v in runs[0]["settings"]["kwargs"].items() if packaged.get(k) != v and k != "learning_starts"}
+    return ", ".join(f"{k}={v}" for k, v in changed.items()) or "variant"
+
+
+def summary_row(label: str, runs: list[dict[str, Any]]) -> str:
+    hours = np.mean([r["wall_clock_s"] for r in runs]) / 3600
+    run_steps = ", ".join(str(s) for s in sorted({r["evaluations"][-1]["steps"] for r in runs}))
+    returns, costs = _cell([final(r, "returns") for r in runs]), _cell([final(r, "costs") for r in runs])
+    return f"| {label} | {len(runs)} | {run_steps} | {returns} | {costs} | {hours:.2f} |"
+
+
+def per_seed_table(rows: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
+    """Final return / cost of every run, a row per seed, so that seeds can be compared in pairs."""
+    seeds = sorted({r["seed"] for _, runs in rows for r in runs})
+    lines = ["Per seed, final return / cost:", "", "| seed | " + " | ".join(label for label, _ in rows) + " |",
+             "|---" * (len(rows) + 1) + "|"]  # fmt: skip
+    for seed in seeds:
+        cells = []
+        for _, runs in rows:
+            run = next((r for r in runs if r["seed"] == seed), None)
+            cells.append("-" if run is None else f"{final(run, 'returns'):.1f} / {final(run, 'costs'):.1f}")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def targets(by_algo: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """The targets of the issue, checked on the seed means."""
-    mean = {algo: (np.mean([final(r, "returns") for r in runs]), np.mean([final(r, "costs") for r in runs]))
-            for algo, runs in by_algo.items() if runs}  # fmt: skip
+    """The targets of the issue, checked on the means over the seeds both compared algorithms have."""
     lines = ["Targets: SafeLOOP's cost at most 10% of LOOP's with at least 80% of its return; lower cost than "
              "SAC-Lagrangian at equal steps.", ""]  # fmt: skip
-    if "safe_loop" not in mean:
+    safe_runs = by_algo["safe_loop"]
+    if not safe_runs:
         return [*lines, "- no SafeLOOP run yet"]
-    safe_return, safe_cost = mean["safe_loop"]
-    if "loop" in mean:
-        loop_return, loop_cost = mean["loop"]
+    if by_algo["loop"]:
+        seeds, (safe_return, safe_cost), (loop_return, loop_cost) = matched_means(safe_runs, by_algo["loop"])
         ratio = safe_return / loop_return if loop_return > 0 else float("nan")
-        lines.append(f"- cost {safe_cost:.1f} vs LOOP's {loop_cost:.1f} (target <= {0.1 * loop_cost:.1f}): "
+        lines.append(f"- {seeds}: cost {safe_cost:.1f} vs LOOP's {loop_cost:.1f} (target <= {0.1 * loop_cost:.1f}): "
                      f"{'met' if safe_cost <= 0.1 * loop_cost else 'not met'}")  # fmt: skip
-        lines.append(f"- return {safe_return:.1f} vs LOOP's {loop_return:.1f} (ratio {ratio:.2f}, target >= 0.80): "
-                     f"{'met' if ratio >= 0.8 else 'not met'}")  # fmt: skip
-    if "sac_lag" in mean:
-        lag_cost = mean["sac_lag"][1]
-        lines.append(
-            f"- cost {safe_cost:.1f} vs SAC-Lagrangian's {lag_cost:.1f}: {'met' if safe_cost < lag_cost else 'not met'}"
-        )
+        lines.append(f"- {seeds}: return {safe_return:.1f} vs LOOP's {loop_return:.1f} (ratio {ratio:.3f}, "
+                     f"target >= 0.80): {'met' if ratio >= 0.8 else 'not met'}")  # fmt: skip
+    if by_algo["sac_lag"]:
+        seeds, (_, safe_cost), (_, lag_cost) = matched_means(safe_runs, by_algo["sac_lag"])
+        lines.append(f"- {seeds}: cost {safe_cost:.1f} vs SAC-Lagrangian's {lag_cost:.1f}: "
+                     f"{'met' if safe_cost < lag_cost else 'not met'}")  # fmt: skip
     return lines
+
+
+def matched_means(
+    runs: list[dict[str, Any]], others: list[dict[str, Any]]
+) -> tuple[str, tuple[float, float], tuple[float, float]]:
+    """Mean final (return, cost) of two sets of runs over the seeds both have (all of each if they share none)."""
+    common = {r["seed"] for r in runs} & {r["seed"] for r in others}
+    if common:
+        runs, others = [r for r in runs if r["seed"] in common], [r for r in others if r["seed"] in common]
+    named = ", ".join(str(seed) for seed in sorted(common))
+    seeds = ("seeds " if len(common) > 1 else "seed ") + named if common else "unmatched seeds"
+
+    def means(group: list[dict[str, Any]]) -> tuple[float, float]:
+        return float(np.mean([final(r, "returns") for r in group])), float(np.mean([final(r, "costs") for r in group]))
+
+    return seeds, means(runs), means(others)
 
 
 def planner_lines(safe_runs: list[dict[str, Any]]) -> list[str]:
@@ -458,7 +520,7 @@ def deploy_table(loop_runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def plot(by_algo: dict[str, list[dict[str, Any]]], task: str, path: Path) -> None:
+def plot(by_algo: dict[str, list[dict[str, Any]]], task: str, path: Path, labels: dict[str, str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -472,7 +534,7 @@ def plot(by_algo: dict[str, list[dict[str, Any]]], task: str, path: Path) -> Non
             length = min(len(r["evaluations"]) for r in runs)
             steps = [e["steps"] for e in runs[0]["evaluations"][:length]]
             values = np.array([[np.mean(e[key]) for e in r["evaluations"][:length]] for r in runs])
-            axis.plot(steps, values.mean(0), label=f"{LABELS[algo]} ({len(runs)} seeds)")
+            axis.plot(steps, values.mean(0), label=f"{labels[algo]} ({len(runs)} seeds)")
             axis.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
     cost_limit = algorithm_kwargs("sac_lag", task).get("cost_limit")
     if cost_limit is not None:
@@ -529,6 +591,11 @@ def main() -> None:
     parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR))
     parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
     parser.add_argument(
+        "--baseline-dir",
+        default=None,
+        help="a variant's report: the packaged results folder, for the algorithms the variant did not run",
+    )
+    parser.add_argument(
         "--params",
         nargs="+",
         default=[],
@@ -556,7 +623,8 @@ def main() -> None:
                 continue
             run.execute()
     for task in args.tasks:
-        path = write_report(Path(args.results_dir), task)
+        baseline = Path(args.baseline_dir) if args.baseline_dir else None
+        path = write_report(Path(args.results_dir), task, baseline)
         print(f"[report] {path}" if path else f"[report] {task}: no records", flush=True)
 
 
