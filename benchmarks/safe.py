@@ -29,7 +29,7 @@ run's folder to start it over. A finished run leaves a small JSON record in
     python benchmarks/safe.py --tasks SafetyHalfCheetahVelocity-v1 --steps 200000   # another task or budget
     python benchmarks/safe.py --report-only
     # a variant of the packaged hyperparameters, kept apart from their records
-    python benchmarks/safe.py --only SafetyHopperVelocity-v1 safe_loop 2 --params critic_cost_penalty=2 \
+    python benchmarks/safe.py --only SafetyHopperVelocity-v1 safe_loop 2 --params critic_cost_penalty=2 \\
         --results-dir benchmarks/results/safe_critic_penalty --runs-dir benchmarks/runs_safe_critic_penalty
     # its report, beside the packaged LOOP and SAC-Lagrangian runs (targets checked on the seeds both have)
     python benchmarks/safe.py --report-only --tasks SafetyHopperVelocity-v1 \\
