@@ -378,11 +378,12 @@ def write_report(results_dir: Path, task: str, baseline_dir: Path | None = None)
     packaged_safe: list[dict[str, Any]] = []
     if baseline_dir is not None and Path(baseline_dir).resolve() != Path(results_dir).resolve():
         baseline = {algo: [r for r in load_records(baseline_dir, task) if r["algo"] == algo] for algo in ALGOS}
+        variant_safe = by_algo["safe_loop"]
         for algo in ALGOS:
             if not by_algo[algo] and baseline[algo]:
                 by_algo[algo], labels[algo] = baseline[algo], f"{LABELS[algo]} (packaged)"
-        variant_seeds = {r["seed"] for r in by_algo["safe_loop"]}
-        if by_algo["safe_loop"] and labels["safe_loop"] == LABELS["safe_loop"]:
+        if variant_safe:
+            variant_seeds = {r["seed"] for r in variant_safe}
             packaged_safe = [r for r in baseline["safe_loop"] if r["seed"] in variant_seeds]
             labels["safe_loop"] = f"SafeLOOP ({variant_label(by_algo['safe_loop'])})"
     steps = sorted({r["evaluations"][-1]["steps"] for r in records})
@@ -415,8 +416,6 @@ def write_report(results_dir: Path, task: str, baseline_dir: Path | None = None)
 
 def variant_label(runs: list[dict[str, Any]]) -> str:
     """The arguments a variant's runs set over the packaged entry, e.g. ``critic_cost_penalty=2``."""
-    if not runs:
-        return "variant"
     packaged = _jsonable(algorithm_kwargs(runs[0]["algo"], runs[0]["task"], runs[0]["settings"]["smoke"]))
     changed = {k: v for k, v in runs[0]["settings"]["kwargs"].items() if packaged.get(k) != v and k != "learning_starts"}
     return ", ".join(f"{k}={v}" for k, v in changed.items()) or "variant"
@@ -622,8 +621,8 @@ def main() -> None:
                 print(f"[skip] {run.label}: finished", flush=True)
                 continue
             run.execute()
+    baseline = Path(args.baseline_dir) if args.baseline_dir else None
     for task in args.tasks:
-        baseline = Path(args.baseline_dir) if args.baseline_dir else None
         path = write_report(Path(args.results_dir), task, baseline)
         print(f"[report] {path}" if path else f"[report] {task}: no records", flush=True)
 
