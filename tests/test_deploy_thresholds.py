@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 HOPPER_OBS_DIM = 11
 VELOCITY_INDEX = 5  # qvel[0] in Hopper-v5's observation
 
 
 @pytest.fixture
-def deploy_thresholds(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("deploy_thresholds")
+def deploy_thresholds(import_benchmark):
+    return import_benchmark("deploy_thresholds")
 
 
 def hopper_obs(height: float, speed: float) -> torch.Tensor:

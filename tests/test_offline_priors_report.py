@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 DATASET = "Hopper-v5-medium"
 
 
 @pytest.fixture
-def offline_priors(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("offline_priors")
+def offline_priors(import_benchmark):
+    return import_benchmark("offline_priors")
 
 
 def _write_record(results_dir: Path, algo: str, seed: int, scores: list[float]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,8 @@ TASK = "SafetyHopperVelocity-v1"
 
 
 @pytest.fixture
-def safe(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("safe")
+def safe(import_benchmark):
+    return import_benchmark("safe")
 
 
 def test_params_are_read_as_yaml_and_override_the_packaged_entry(safe) -> None:
