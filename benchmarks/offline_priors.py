@@ -229,7 +229,7 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted((results_dir / "offline_priors" / "runs").glob("*/*.json"))]
 
 
-def final_scores(records: list[dict[str, Any]], last: int = 1) -> dict[tuple[str, str], list[float]]:
+def run_scores(records: list[dict[str, Any]], last: int = 1) -> dict[tuple[str, str], list[float]]:
     """Per (dataset, algorithm), each run's score averaged over its ``last`` evaluations (1: the final policy)."""
     table: dict[tuple[str, str], list[float]] = {}
     for record in records:
@@ -252,15 +252,14 @@ def _score_table(table: dict[tuple[str, str], list[float]], datasets: list[str])
 
 def _misses(table: dict[tuple[str, str], list[float]], datasets: list[str], margin: float = TARGET_MARGIN) -> str:
     """The cells where ours trails d3rlpy by more than ``margin`` normalised points, as one sentence."""
-    misses = []
-    for dataset in datasets:
-        for name in ("crr", "td3bc"):
-            ours, theirs = table.get((dataset, f"ours-{name}")), table.get((dataset, f"d3rlpy-{name}"))
-            if ours and theirs and np.mean(ours) - np.mean(theirs) < -margin:
-                misses.append(f"{name.upper()} on {dataset} ({np.mean(ours) - np.mean(theirs):+.2f})")
-    if not misses:
-        return f"Target (ours no worse than d3rlpy by more than {margin:g} points on any dataset): met on every cell."
-    return f"Target (no worse by more than {margin:g} points): missed by " + ", ".join(misses) + "."
+    gaps = {(dataset, name): _gap(table, dataset, name) for dataset in datasets for name in ("crr", "td3bc")}
+    misses = [
+        f"{name.upper()} on {dataset} ({gap:+.2f})"
+        for (dataset, name), gap in gaps.items()
+        if gap is not None and gap < -margin
+    ]
+    target = f"Target (ours no worse than d3rlpy by more than {margin:g} points on any dataset)"
+    return f"{target}: met on every cell." if not misses else f"{target}: missed by " + ", ".join(misses) + "."
 
 
 def write_report(results_dir: Path) -> None:
@@ -268,7 +267,7 @@ def write_report(results_dir: Path) -> None:
     if not records:
         print("no records yet")
         return
-    table = final_scores(records)
+    table = run_scores(records)
     datasets = sorted({record["dataset"] for record in records})
     steps = sorted({record["steps"] for record in records})
     lines = [
@@ -280,7 +279,7 @@ def write_report(results_dir: Path) -> None:
         "",
     ]
     lines += [*_score_table(table, datasets), "", _misses(table, datasets)]
-    late = final_scores(records, last=LATE_EVALUATIONS)
+    late = run_scores(records, last=LATE_EVALUATIONS)
     lines += [
         "",
         f"The final evaluation of one run swings by tens of points between neighbouring checkpoints on Walker2d "
@@ -303,9 +302,15 @@ def _cell(values: list[float]) -> str:
     return "n/a" if not values else f"{np.mean(values):.1f} ± {np.std(values):.1f} (n={len(values)})"
 
 
-def _diff(table: dict, dataset: str, name: str) -> str:
+def _gap(table: dict[tuple[str, str], list[float]], dataset: str, name: str) -> float | None:
+    """Our mean score minus d3rlpy's for algorithm ``name`` on ``dataset``; None unless both have runs."""
     ours, theirs = table.get((dataset, f"ours-{name}")), table.get((dataset, f"d3rlpy-{name}"))
-    return "n/a" if not ours or not theirs else f"{np.mean(ours) - np.mean(theirs):+.1f}"
+    return None if not ours or not theirs else float(np.mean(ours) - np.mean(theirs))
+
+
+def _diff(table: dict[tuple[str, str], list[float]], dataset: str, name: str) -> str:
+    gap = _gap(table, dataset, name)
+    return "n/a" if gap is None else f"{gap:+.1f}"
 
 
 def plot(records: list[dict[str, Any]], datasets: list[str], path: Path) -> None:

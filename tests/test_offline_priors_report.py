@@ -28,8 +28,8 @@ def test_late_scores_average_each_runs_last_evaluations_before_the_seeds(offline
         {"dataset": DATASET, "algo": "ours-crr", "evaluations": [{"score_mean": s} for s in (0.0, 10.0, 20.0, 30.0)]},
         {"dataset": DATASET, "algo": "ours-crr", "evaluations": [{"score_mean": s} for s in (5.0, 5.0, 5.0, 50.0)]},
     ]
-    assert offline_priors.final_scores(records) == {(DATASET, "ours-crr"): [30.0, 50.0]}
-    assert offline_priors.final_scores(records, last=3) == {(DATASET, "ours-crr"): [20.0, 20.0]}
+    assert offline_priors.run_scores(records) == {(DATASET, "ours-crr"): [30.0, 50.0]}
+    assert offline_priors.run_scores(records, last=3) == {(DATASET, "ours-crr"): [20.0, 20.0]}
 
 
 def test_a_final_dip_misses_the_target_that_the_late_mean_meets(
